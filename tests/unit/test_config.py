@@ -1,0 +1,86 @@
+"""The protection plan: the shipped plan loads; each kind of mistake gives a one-line error naming the field."""
+
+import copy
+
+import pytest
+import yaml
+
+from dataprotection.config import DEFAULT_PLAN_PATH, PlanError, load_plan, parse_plan
+
+BASE = yaml.safe_load(DEFAULT_PLAN_PATH.read_text())
+
+
+def test_shipped_plan_loads():
+    plan = load_plan(DEFAULT_PLAN_PATH)
+    assert plan.bucket_names == ["matbakh-files-uploads", "matbakh-files-profile", "matbakh-files-reports"]
+    assert plan.bucket("matbakh-files-uploads").replica == "matbakh-files-uploads-backup"
+    assert plan.regions.primary == "eu-central-1" and plan.regions.backup == "eu-west-1"
+    assert plan.excludes == ["temp/*", "tmp/*"]
+    assert plan.archive.storage_class == "DEEP_ARCHIVE"
+    assert plan.targets["regional_outage"].rto_minutes == 240
+    assert [t.name for t in plan.database.tables] == ["user_uploads", "business_profiles"]
+
+
+def _mutate(fn):
+    data = copy.deepcopy(BASE)
+    fn(data)
+    return data
+
+
+def _dup_bucket(d):
+    d["source_buckets"].append(copy.deepcopy(d["source_buckets"][0]))
+
+
+CASES = {
+    "unknown key": (lambda d: d["backup"].update(retention=3), "backup.retention: unknown key"),
+    "unknown top-level key": (lambda d: d.update(bukets=[]), "bukets: unknown key"),
+    "missing bucket": (lambda d: d["backup"].pop("bucket"), "backup.bucket: required field is missing"),
+    "retention names a bucket not in the plan": (
+        lambda d: d["retention"][0].update(bucket="no-such-bucket"),
+        "retention[0].bucket: 'no-such-bucket' is not a source bucket",
+    ),
+    "bad region": (
+        lambda d: d["regions"].update(backup="eu-west1"),
+        "regions.backup: 'eu-west1' is not an AWS region name such as eu-central-1",
+    ),
+    "negative retention": (
+        lambda d: d["backup"].update(retention_days=-1),
+        "backup.retention_days: Input should be greater than or equal to 1 (got -1)",
+    ),
+    "negative expiry in the retention table": (
+        lambda d: d["retention"][2].update(expire_days=-30),
+        "retention[2].expire_days: Input should be greater than or equal to 1 (got -30)",
+    ),
+    "duplicate bucket": (_dup_bucket, "buckets: duplicate bucket 'matbakh-files-uploads'"),
+    "replica equal to its source": (
+        lambda d: d["source_buckets"][1].update(replica="matbakh-files-profile"),
+        "source_buckets[1]: replica must differ from the source bucket 'matbakh-files-profile'",
+    ),
+    "bad storage class": (
+        lambda d: d["archive"].update(storage_class="ICE"),
+        "archive.storage_class: 'ICE' is not allowed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_plan_gives_one_line_error(case):
+    mutate, expected = CASES[case]
+    with pytest.raises(PlanError) as info:
+        parse_plan(_mutate(mutate), source="plan.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("plan.yaml: " + expected), message
+
+
+def test_plan_file_errors(tmp_path, monkeypatch):
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(PlanError, match="protection plan not found"):
+        load_plan(missing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nregions: [unclosed\n")
+    with pytest.raises(PlanError, match="not valid YAML at line"):
+        load_plan(broken)
+    monkeypatch.setenv("DATAPROTECTION_CONFIG", str(broken))
+    with pytest.raises(PlanError, match=str(broken)):
+        load_plan()
