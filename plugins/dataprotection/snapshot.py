@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -170,7 +170,7 @@ def take_shard(source, store, spec: SnapshotSpec, *, shard: int = 0, key_range: 
 
 
 @contextmanager
-def s3_errors(spec: SnapshotSpec) -> Iterator[None]:
+def s3_errors(spec: SnapshotSpec) -> Generator[None, None, None]:
     """Turn connection failures and missing buckets into SnapshotError with what to do next."""
     try:
         yield

@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 
 from dataprotection import manifest as mf
-from dataprotection.copier import MiB, CopyTuning
+from dataprotection.copier import CopyTuning, MiB
 from dataprotection.restore import restore_snapshot
 from dataprotection.retention import expire_snapshots
 from dataprotection.s3client import client_config, make_client
