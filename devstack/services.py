@@ -139,3 +139,8 @@ def airflow_aws_conn(endpoint_url: str, region: str) -> str:
             "extra": {"endpoint_url": endpoint_url, "region_name": region},
         }
     )
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

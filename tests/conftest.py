@@ -87,21 +87,29 @@ def plan():
     return load_plan()
 
 
+@pytest.fixture(scope="session")
+def boto_session():
+    """One boto3 session for the test run (creating one costs ~0.3 s)."""
+    import boto3
+
+    return boto3.session.Session()
+
+
 @pytest.fixture
-def s3(s3_endpoint, plan):
+def s3(s3_endpoint, plan, boto_session):
     """S3 client in the primary region (talking to the moto server)."""
-    return make_client(plan.regions.primary, endpoint_url=s3_endpoint)
+    return make_client(plan.regions.primary, endpoint_url=s3_endpoint, session=boto_session)
 
 
 @pytest.fixture
-def s3_backup(s3_endpoint, plan):
+def s3_backup(s3_endpoint, plan, boto_session):
     """S3 client in the backup region."""
-    return make_client(plan.regions.backup, endpoint_url=s3_endpoint)
+    return make_client(plan.regions.backup, endpoint_url=s3_endpoint, session=boto_session)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
 @pytest.fixture(scope="session")
-def pg_admin_uri(tmp_path_factory):
+def pg_admin_uri():
     external = os.environ.get("DATAPROTECTION_TEST_PG_URI")
     if external:
         uri = external
@@ -109,7 +117,9 @@ def pg_admin_uri(tmp_path_factory):
     else:
         import pgserver
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+        # its own directory (not pytest's tmp dirs, which a concurrent pytest session may prune)
+        datadir = Path(tempfile.mkdtemp(prefix="dp-test-pgdata-"))
+        server = pgserver.get_server(datadir, cleanup_mode="delete")
         uri = server.get_uri()
     template = services.create_database(uri, TEMPLATE_DB, replace=True)
     services.apply_schema(template)

@@ -199,7 +199,7 @@ def test_unversioned_source_identity_is_etag_and_size(buckets):
 
 def test_backup_completes_through_20_percent_faults(buckets, fault_proxy):
     s3 = buckets
-    objects = {f"f/{i:03d}": os.urandom(64 + i) for i in range(150)}
+    objects = {f"f/{i:03d}": os.urandom(64 + i) for i in range(50)}
     _put_all(s3, objects)
     flaky = make_client(REGION, endpoint_url=fault_proxy.url)
     fault_proxy.configure(error_503=0.08, error_500=0.06, drop=0.06, seed=7)
@@ -207,7 +207,7 @@ def test_backup_completes_through_20_percent_faults(buckets, fault_proxy):
     stats = fault_proxy.stats()
     fault_proxy.configure()
     assert stats["error_503"] > 0 and stats["error_500"] > 0 and stats["drop"] > 0
-    assert summary["objects"] == 150 and summary["copied"] == 150
+    assert summary["objects"] == 50 and summary["copied"] == 50
     restore_snapshot(s3, s3, store_bucket=STORE, source_bucket=SRC, snapshot_id="2026-12-01",
                      target_bucket=TARGET)
     assert _read_all(s3, TARGET) == objects
@@ -280,18 +280,18 @@ def test_killed_run_resumes_without_copying_twice(buckets):
 
 def test_sharded_snapshot_equals_single_shard(buckets):
     s3 = buckets
-    _put_all(s3, {f"s/{i:04d}": f"{i}".encode() for i in range(400)})
+    _put_all(s3, {f"s/{i:04d}": f"{i}".encode() for i in range(200)})
     take_snapshot(s3, s3, _spec("2026-12-01"))
     s3.put_object(Bucket=SRC, Key="s/0100", Body=b"changed")
     spec = _spec("2026-12-02")
     ranges = plan_shards(s3, s3, spec, 4)
     assert len(ranges) == 4 and ranges[0].after is None and ranges[-1].upto is None
     results = [take_shard(s3, s3, spec, shard=i, key_range=r) for i, r in enumerate(ranges)]
-    assert all(80 <= r.objects <= 120 for r in results), [r.objects for r in results]
+    assert all(40 <= r.objects <= 60 for r in results), [r.objects for r in results]
     summary = finalize_snapshot(s3, spec, shard_count=4)
-    assert summary["objects"] == 400 and summary["copied"] == 1
+    assert summary["objects"] == 200 and summary["copied"] == 1
     keys = [e.key for e in iter_manifest(s3, STORE, SRC, "2026-12-02")]
-    assert keys == [f"s/{i:04d}" for i in range(400)]
+    assert keys == [f"s/{i:04d}" for i in range(200)]
 
 
 def test_finalize_refuses_when_a_shard_is_missing(buckets):
