@@ -8,9 +8,11 @@ bucket with ListObjectsV2. Both can be bounded to a key range (after, upto] for 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +45,20 @@ def is_versioned(client, bucket: str) -> bool:
 
 
 def is_excluded(key: str, excludes: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(key, pattern) for pattern in excludes)
+    return bool(excludes) and _exclude_matcher(tuple(excludes))(key) is not None
+
+
+@lru_cache(maxsize=32)
+def _exclude_matcher(excludes: tuple[str, ...]):
+    """One compiled regex for all fnmatch patterns (whole-key match, case-sensitive)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in excludes)).match
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO-8601 UTC with second precision (S3's listing precision), e.g. 2026-12-03T02:00:00Z."""
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}Z"
 
 
 def list_live_objects(

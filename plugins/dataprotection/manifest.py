@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+
+import msgspec
 
 SNAPSHOTS = "snapshots"
 DATA = "data"
 MAX_KEY_BYTES = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One live object of a snapshot (one manifest line)."""
+class Entry(msgspec.Struct, frozen=True):
+    """One live object of a snapshot (one manifest line; JSON field order as declared)."""
 
     key: str
     size: int
@@ -47,11 +46,17 @@ class Entry:
         return object_identity(self.version_id, self.etag, self.size)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return _ENCODER.encode(self).decode("utf-8")
 
     @classmethod
     def from_json(cls, line: str | bytes) -> Entry:
-        return cls(**json.loads(line))
+        return _DECODER.decode(line)
+
+
+# msgspec (an Airflow dependency) encodes/decodes JSON Lines ~10x faster than json + dataclasses,
+# which is what keeps planning a 1M-object bucket within seconds.
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Entry)
 
 
 def object_identity(version_id: str | None, etag: str, size: int) -> str:
@@ -106,36 +111,47 @@ class ManifestWriter:
         self._tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in upload()/__exit__
             prefix="dp-manifest-", suffix=".jsonl.gz", delete=False
         )
-        self._gz = gzip.GzipFile(fileobj=self._tmp, mode="wb", compresslevel=6, mtime=0)
+        self._gz = gzip.GzipFile(fileobj=self._tmp, mode="wb", compresslevel=3, mtime=0)
         self.count = 0
         self.bytes = 0
         self.last_key: str | None = None
+        self._buffer: list[Entry] = []
 
     def write(self, entry: Entry) -> None:
         if self.last_key is not None and entry.key <= self.last_key:
             raise ValueError(f"manifest entries out of order: {entry.key!r} after {self.last_key!r}")
-        self._gz.write(entry.to_json().encode("utf-8") + b"\n")
+        self._buffer.append(entry)
+        if len(self._buffer) >= 4096:
+            self._flush()
         self.count += 1
         self.bytes += entry.size
         self.last_key = entry.key
 
+    def _flush(self) -> None:
+        if self._buffer:
+            self._gz.write(_ENCODER.encode_lines(self._buffer))
+            self._buffer.clear()
+
+    @property
+    def path(self) -> str:
+        return self._tmp.name
+
+    def close(self) -> None:
+        """Finish the gzip file (idempotent)."""
+        if not self._gz.closed:
+            self._flush()
+            self._gz.close()
+            self._tmp.close()
+
     def upload(self, client, bucket: str, key: str) -> str:
         """Upload the manifest; return the sha256 (hex) of the uploaded gzip bytes."""
-        self._gz.close()
-        self._tmp.close()
+        self.close()
         digest = hashlib.sha256()
         with open(self._tmp.name, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
         client.upload_file(self._tmp.name, bucket, key, ExtraArgs={"ContentType": "application/gzip"})
         return digest.hexdigest()
-
-    def discard(self) -> None:
-        try:
-            self._gz.close()
-            self._tmp.close()
-        finally:
-            os.unlink(self._tmp.name)
 
     def __enter__(self) -> ManifestWriter:
         return self
@@ -149,9 +165,20 @@ def iter_manifest_part(client, bucket: str, key: str) -> Iterator[Entry]:
     """Stream one manifest part from S3 (constant memory)."""
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     with gzip.GzipFile(fileobj=body, mode="rb") as gz:
-        for line in io.BufferedReader(gz, buffer_size=1 << 20):
-            if line.strip():
-                yield Entry.from_json(line)
+        yield from iter_entries(gz)
+
+
+def iter_entries(stream, chunk_size: int = 1 << 20) -> Iterator[Entry]:
+    """Decode JSON Lines entries from a binary stream, a chunk of many lines at a time."""
+    rest = b""
+    while chunk := stream.read(chunk_size):
+        chunk = rest + chunk
+        cut = chunk.rfind(b"\n") + 1
+        rest = chunk[cut:]
+        if cut:
+            yield from _DECODER.decode_lines(chunk[:cut])
+    if rest.strip():
+        yield from _DECODER.decode_lines(rest)
 
 
 def write_json(client, bucket: str, key: str, doc: dict) -> None:
@@ -169,5 +196,5 @@ def read_json(client, bucket: str, key: str) -> dict | None:
 def entries_sha256(entries: Iterable[Entry]) -> str:
     digest = hashlib.sha256()
     for e in entries:
-        digest.update(e.to_json().encode("utf-8") + b"\n")
+        digest.update(_ENCODER.encode(e) + b"\n")
     return digest.hexdigest()
