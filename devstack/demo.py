@@ -44,7 +44,9 @@ def _airflow(*args: str, log: Path | None = None) -> int:
 
 
 def _dag_ids() -> list[str]:
-    return sorted(p.stem for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
+    """Scheduled DAGs first (they make the backups and archives), then manual ones (they use them)."""
+    ids = sorted(p.stem for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
+    return sorted(ids, key=lambda d: (DEMO_CONF / f"{d}.json").exists())
 
 
 def _summarise(dag_id: str) -> list[str]:

@@ -105,6 +105,8 @@ class Archive(_Model):
     bucket: BucketName
     storage_class: StorageClass = "DEEP_ARCHIVE"
     retention_years: PosInt = 7
+    restore_poll_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+    restore_timeout_hours: Annotated[int, Field(ge=1, le=240)] = 60
 
 
 class Transition(_Model):

@@ -35,6 +35,7 @@ class RestoreResult:
     objects: int = 0
     bytes: int = 0
     verified: int = 0
+    skipped_present: int = 0
     mismatches: list[dict] = field(default_factory=list)
     missing_after: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -57,9 +58,13 @@ def restore_snapshot(
     storage_class: str | None = None,
     concurrency: int = 32,
     raise_on_mismatch: bool = True,
+    skip_existing: bool = False,
 ) -> RestoreResult:
     """Copy every entry of the snapshot whose key starts with `key_prefix` to
-    `target_bucket/target_prefix + key`. `target` is a client in the target bucket's region."""
+    `target_bucket/target_prefix + key`. `target` is a client in the target bucket's region.
+
+    With `skip_existing`, a target key that already has the entry's size and ETag is not copied
+    again (a re-run after a partial restore copies only what is missing)."""
     started = time.monotonic()
     summary = read_summary(store, store_bucket, source_bucket, snapshot_id) or {}
     tuning = CopyTuning(
@@ -69,13 +74,16 @@ def restore_snapshot(
     result = RestoreResult(snapshot_id, source_bucket, target_bucket, target_prefix, key_prefix)
     entries = (e for e in iter_manifest(store, store_bucket, source_bucket, snapshot_id)
                if e.key.startswith(key_prefix))
+    if skip_existing:
+        entries = _not_yet_restored(entries, target, target_bucket, target_prefix, key_prefix, result)
     log.info("restoring snapshot %s of %s (keys under %r) into s3://%s/%s", snapshot_id, source_bucket,
              key_prefix, target_bucket, target_prefix)
     for entry, checksum in OrderedPool(concurrency).run(_work(entries, store_bucket, target_bucket, target_prefix,
                                                               storage_class, target, tuning)):
         result.objects += 1
         result.bytes += entry.size
-        if _same_checksum(entry.checksum, checksum):
+        # checksum None: already in the target with the same size and ETag (skip_existing)
+        if checksum is None or _same_checksum(entry.checksum, checksum):
             result.verified += 1
         else:
             result.mismatches.append({"key": entry.key, "expected": entry.checksum, "actual": checksum})
@@ -96,11 +104,40 @@ def restore_snapshot(
     return result
 
 
-def _work(entries: Iterator[mf.Entry], store_bucket, target_bucket, target_prefix, storage_class, target, tuning):
+def _work(entries, store_bucket, target_bucket, target_prefix, storage_class, target, tuning):
     for entry in entries:
+        if isinstance(entry, _Present):
+            yield entry.entry, None
+            continue
         spec = CopySpec(store_bucket, entry.location, None, entry.size, target_bucket,
                         target_prefix + entry.key, storage_class)
         yield entry, (lambda spec=spec: copy_object(target, spec, tuning))
+
+
+@dataclass(frozen=True, slots=True)
+class _Present:
+    entry: mf.Entry
+
+
+def _not_yet_restored(entries, target, bucket, target_prefix, key_prefix, result: RestoreResult):
+    """Merge the manifest with the target listing; wrap entries already present in `_Present`."""
+    listing = _listing(target, bucket, target_prefix + key_prefix)
+    current = next(listing, None)
+    for entry in entries:
+        wanted = target_prefix + entry.key
+        while current is not None and current["Key"] < wanted:
+            current = next(listing, None)
+        if (current is not None and current["Key"] == wanted and current["Size"] == entry.size
+                and current["ETag"].strip('"') == entry.etag):
+            result.skipped_present += 1
+            yield _Present(entry)
+        else:
+            yield entry
+
+
+def _listing(client, bucket: str, prefix: str):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
 
 
 def _same_checksum(expected: str | None, actual: str) -> bool:
@@ -116,11 +153,7 @@ def _missing(target, bucket: str, target_prefix: str, key_prefix: str, entries: 
     """Manifest keys the target does not list with the manifest's size: a streaming merge of two
     key-ordered sequences (target keys are `target_prefix + key`, which keeps the order)."""
     missing: list[str] = []
-    listing = (
-        obj
-        for page in target.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=target_prefix + key_prefix)
-        for obj in page.get("Contents", [])
-    )
+    listing = _listing(target, bucket, target_prefix + key_prefix)
     current = next(listing, None)
     for entry in entries:
         wanted = target_prefix + entry.key

@@ -110,6 +110,19 @@ def latest_snapshot(
     return None
 
 
+def latest_snapshot_as_of(store, store_bucket: str, source_bucket: str, day: str) -> str | None:
+    """The newest complete snapshot whose data is as of `day` (YYYY-MM-DD) or earlier, judged by the
+    summary's logical time (a weekly id such as 2026-W49 covers a whole week, its data the run's day)."""
+    for sid in reversed(snapshot_ids(store, store_bucket, source_bucket)):
+        summary = read_summary(store, store_bucket, source_bucket, sid)
+        if summary is None:
+            continue
+        taken = (summary.get("logical_time") or summary.get("completed_at") or "")[:10]
+        if taken and taken <= day:
+            return sid
+    return None
+
+
 def iter_manifest(store, store_bucket: str, source_bucket: str, snapshot_id: str) -> Iterator[mf.Entry]:
     """Entries of a complete snapshot in key order (streams part after part)."""
     summary = read_summary(store, store_bucket, source_bucket, snapshot_id)

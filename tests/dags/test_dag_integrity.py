@@ -78,3 +78,35 @@ def test_manual_dags_validate_params(dagbag, path):
         assert param.description, f"param {name} needs a description for the trigger form"
     if "dry_run" in dag.params:
         assert dag.params["dry_run"] is True, "destructive DAGs default to dry_run=True"
+
+
+BAD_PARAMS = {
+    "s3_complete_recovery": [
+        {"recovery_date": "yesterday"},
+        {"recovery_date": "2026-12-01; DROP TABLE x"},
+        {"tier": "Fast"},
+        {"restore_days": 0},
+        {"restore_days": 366},
+        {"target_suffix": "/../../etc"},
+        {"target_suffix": ""},
+        {"dry_run": "no"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "bad"), [(d, b) for d, cases in BAD_PARAMS.items() for b in cases], ids=lambda v: str(v)
+)
+def test_trigger_form_rejects_bad_params(dagbag, dag_id, bad):
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags.get(dag_id)
+    if dag is None:
+        pytest.skip(f"{dag_id} not in dags/ yet")
+    copy.deepcopy(dag.params).validate()  # the defaults are valid
+    for name, value in bad.items():
+        param = copy.deepcopy(dag.params.get_param(name))
+        with pytest.raises(ParamValidationError):
+            param.resolve(value)
