@@ -102,8 +102,3 @@ def ensure_recovery_bucket(client, bucket: str, region: str) -> bool:
                                         "BlockPublicPolicy": True, "RestrictPublicBuckets": True},
     )
     return created
-
-
-def report_key(run_id: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_.T:" else "_" for c in run_id).replace(":", "")
-    return f"reports/complete-recovery/{safe}.json"

@@ -10,8 +10,8 @@ from typing import Any
 from dataprotection import recovery
 from dataprotection.archive import request_restores, snapshot_locations, validate_request
 from dataprotection.listing import iso
-from dataprotection.manifest import write_json
 from dataprotection.operators.base import DataProtectionOperator
+from dataprotection.reports import write_report
 from dataprotection.restore import restore_snapshot
 
 
@@ -44,11 +44,9 @@ class S3CompleteRecoveryPlanOperator(DataProtectionOperator):
         if str(self.dry_run).lower() in ("true", "1"):
             doc = {"dry_run": True, "run_id": context["run_id"], "recovery_date": str(day or "latest"),
                    "snapshots": snapshots, "estimate": estimate, "written_at": _now()}
-            key = recovery.report_key(context["run_id"])
-            write_json(self.primary, self.plan.compliance_bucket, key, doc)
-            self.log.info("dry run: would restore %d objects (%d bytes) into %s; report s3://%s/%s",
-                          estimate["objects"], estimate["bytes"], [s["target_bucket"] for s in snapshots],
-                          self.plan.compliance_bucket, key)
+            uri = write_report(self.primary, self.plan, "complete-recovery", context["run_id"], doc)
+            self.log.info("dry run: would restore %d objects (%d bytes) into %s; report %s",
+                          estimate["objects"], estimate["bytes"], [s["target_bucket"] for s in snapshots], uri)
         return snapshots
 
 
@@ -152,11 +150,10 @@ class S3RecoveryReportOperator(DataProtectionOperator):
             "finished_at": _now(),
         }
         doc["total_s"] = _seconds(doc["started_at"], doc["finished_at"])
-        key = recovery.report_key(context["run_id"])
-        write_json(self.primary, self.plan.compliance_bucket, key, doc)
-        self.log.info("recovered %d objects (%d bytes) into %s, all verified; report s3://%s/%s",
-                      doc["objects"], doc["bytes"], doc["targets"], self.plan.compliance_bucket, key)
-        return {"report": f"s3://{self.plan.compliance_bucket}/{key}", "objects": doc["objects"],
+        uri = write_report(self.primary, self.plan, "complete-recovery", context["run_id"], doc)
+        self.log.info("recovered %d objects (%d bytes) into %s, all verified; report %s",
+                      doc["objects"], doc["bytes"], doc["targets"], uri)
+        return {"report": uri, "objects": doc["objects"],
                 "bytes": doc["bytes"], "total_s": doc["total_s"]}
 
 
