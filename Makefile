@@ -20,8 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# Tests run in parallel workers (pytest-xdist), each with its own moto server, PostgreSQL and Airflow home.
+PYTEST_WORKERS ?= 2
 test: venv lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 up: venv
 	$(PY) -m devstack up

@@ -16,6 +16,7 @@ def test_moto_state_does_not_leak(s3, attempt):
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["leak-check"]
 
 
+@pytest.mark.xdist_group("postgres-leak")  # both attempts in one worker: they compare database names
 @pytest.mark.parametrize("attempt", [1, 2])
 def test_postgres_state_does_not_leak(app_db, attempt):
     with psycopg.connect(app_db) as conn:
