@@ -18,6 +18,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -84,9 +85,10 @@ def _sh(*cmd: str) -> None:
         raise RuntimeError(f"{cmd[0]} failed: {result.stderr[-400:]}")
 
 
-def run_setting(setting: str, url: str, proxy: FaultProxy | None, admin, n: int, peers: dict) -> list[Row]:
+def run_setting(setting: str, url: str, proxy: FaultProxy | None, admin, n: int, peers: dict, rep: int = 0
+                ) -> list[Row]:
     rows = []
-    tag = setting[1]
+    tag = f"{setting[1]}{rep}"
 
     def requests() -> int | None:
         return proxy.stats()["requests"] if proxy else None
@@ -170,7 +172,7 @@ def plan_only(entries: int) -> dict:
             writer.write(mf.Entry(key, 4096, f"{i:032x}", f"v{i}", ts, "STANDARD", "sha256:x",
                                   mf.stored_location(SRC, key, f"v{i}")))
         writer.close()
-        tmp.write_bytes(Path(writer.path).read_bytes())
+        shutil.copyfile(writer.path, tmp)
     started = time.perf_counter()
 
     def previous():
@@ -201,6 +203,21 @@ def plan_only(entries: int) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def _median(values: list) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def _medians(runs: list[list[Row]]) -> list[Row]:
+    merged = []
+    for i, first in enumerate(runs[0]):
+        same = [run[i] for run in runs]
+        merged.append(Row(first.setting, first.tool, _median([r.full_s for r in same]),
+                          _median([r.unchanged_s for r in same]), same[-1].full_requests,
+                          same[-1].unchanged_requests, all(r.copied_ok in (None, True) for r in same), first.note))
+    return merged
+
+
 def _fmt(v, spec="{:.2f}") -> str:
     return "-" if v is None else spec.format(v)
 
@@ -226,6 +243,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--latency-ms", type=float, default=20)
     parser.add_argument("--plan-entries", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool and setting (median reported)")
     parser.add_argument("--plan-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plan_only:
@@ -245,10 +263,16 @@ def main() -> None:
             list(pool.map(lambda i: admin.put_object(Bucket=SRC, Key=f"obj/{i:06d}.bin", Body=body),
                           range(args.objects)))
         print(f"source: {args.objects} objects x {args.size} B on moto at {url}")
-        rows = run_setting("(a) straight to moto", url, None, admin, args.objects, peers)
-        proxy.configure(latency_ms=args.latency_ms)
-        rows += run_setting(f"(b) +{args.latency_ms:.0f} ms latency", proxy.url, proxy, admin, args.objects, peers)
-        report(rows, args.objects)
+        runs: list[list[Row]] = []
+        for rep in range(args.repeat):  # alternate settings and repeat: medians resist this machine's noise
+            proxy.configure()
+            rows = run_setting("(a) straight to moto", url, None, admin, args.objects, peers, rep)
+            proxy.configure(latency_ms=args.latency_ms)
+            rows += run_setting(f"(b) +{args.latency_ms:.0f} ms latency", proxy.url, proxy, admin, args.objects,
+                                peers, rep)
+            runs.append(rows)
+        print(f"\nmedians of {args.repeat} runs per tool and setting")
+        report(_medians(runs), args.objects)
     finally:
         proxy.stop()
         proc.terminate()
