@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, dag
+from airflow.sdk import dag
 
 from dataprotection.config import load_plan
 from dataprotection.defaults import START_DATE, default_args
-from dataprotection.operators.reports import S3BackupRunManifestOperator
-from dataprotection.operators.snapshot import (
-    S3SnapshotFinalizeOperator,
-    S3SnapshotPlanOperator,
-    S3SnapshotRetentionOperator,
-    S3SnapshotShardOperator,
-)
+from dataprotection.operators.snapshot import snapshot_workflow
 from dataprotection.operators.tables import PostgresTableExportOperator
 
 PLAN = load_plan()
@@ -45,33 +39,8 @@ The date is the run's data-interval end. Re-running a task resumes; nothing is c
     default_args=default_args(),
 )
 def s3_daily_backup():
-    plan_shards = S3SnapshotPlanOperator(task_id="plan_shards", kind="daily")
-    shards = S3SnapshotShardOperator.partial(task_id="snapshot_shard", kind="daily").expand_kwargs(
-        plan_shards.output
-    )
-    finals = [
-        S3SnapshotFinalizeOperator(
-            task_id=f"finalize_{bucket}",
-            kind="daily",
-            source_bucket=bucket,
-            assignments=plan_shards.output,
-            outlets=[Asset(name=f"daily_snapshot__{bucket}", uri=f"s3://{PLAN.backup.bucket}/snapshots/{bucket}/")],
-        )
-        for bucket in PLAN.bucket_names
-    ]
     tables = PostgresTableExportOperator(task_id="export_tables", kind="daily")
-    run_manifest = S3BackupRunManifestOperator(
-        task_id="write_run_manifest",
-        kind="daily",
-        summaries=[f.output for f in finals],
-        tables=tables.output,
-    )
-    retention = [
-        S3SnapshotRetentionOperator(task_id=f"retention_{bucket}", kind="daily", source_bucket=bucket)
-        for bucket in PLAN.bucket_names
-    ]
-    shards >> finals
-    finals >> run_manifest >> retention
+    snapshot_workflow("daily", PLAN.bucket_names, PLAN.backup.bucket, tables=tables)
 
 
 dag = s3_daily_backup()

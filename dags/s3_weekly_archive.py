@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, dag
+from airflow.sdk import dag
 
 from dataprotection.config import load_plan
 from dataprotection.defaults import START_DATE, default_args
-from dataprotection.operators.reports import S3BackupRunManifestOperator
-from dataprotection.operators.snapshot import (
-    S3SnapshotFinalizeOperator,
-    S3SnapshotPlanOperator,
-    S3SnapshotRetentionOperator,
-    S3SnapshotShardOperator,
-)
+from dataprotection.operators.snapshot import snapshot_workflow
 
 PLAN = load_plan()
 BUCKETS = [b.name for b in PLAN.archived_buckets]
@@ -42,29 +36,7 @@ Recover with `s3_complete_recovery`.
     default_args=default_args(),
 )
 def s3_weekly_archive():
-    plan_shards = S3SnapshotPlanOperator(task_id="plan_shards", kind="weekly")
-    shards = S3SnapshotShardOperator.partial(task_id="snapshot_shard", kind="weekly").expand_kwargs(
-        plan_shards.output
-    )
-    finals = [
-        S3SnapshotFinalizeOperator(
-            task_id=f"finalize_{bucket}",
-            kind="weekly",
-            source_bucket=bucket,
-            assignments=plan_shards.output,
-            outlets=[Asset(name=f"weekly_archive__{bucket}", uri=f"s3://{PLAN.archive.bucket}/snapshots/{bucket}/")],
-        )
-        for bucket in BUCKETS
-    ]
-    run_manifest = S3BackupRunManifestOperator(
-        task_id="write_run_manifest", kind="weekly", summaries=[f.output for f in finals]
-    )
-    retention = [
-        S3SnapshotRetentionOperator(task_id=f"retention_{bucket}", kind="weekly", source_bucket=bucket)
-        for bucket in BUCKETS
-    ]
-    shards >> finals
-    finals >> run_manifest >> retention
+    snapshot_workflow("weekly", BUCKETS, PLAN.archive.bucket)
 
 
 dag = s3_weekly_archive()

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from airflow.sdk import Asset
+
 from dataprotection import backup
 from dataprotection.listing import KeyRange
 from dataprotection.operators.base import DataProtectionOperator, run_day, run_time_iso
+from dataprotection.operators.reports import S3BackupRunManifestOperator
 from dataprotection.retention import expire_snapshots
 from dataprotection.snapshot import finalize_snapshot, take_shard
 
@@ -92,3 +95,34 @@ class S3SnapshotRetentionOperator(_SnapshotOperator):
         return {"source_bucket": self.source_bucket, "cutoff": cutoff, "expired": result.expired,
                 "kept": len(result.kept), "swept_objects": result.swept_objects,
                 "swept_bytes": result.swept_bytes}
+
+
+def snapshot_workflow(kind: backup.Kind, buckets: list[str], store_bucket: str, tables=None) -> None:
+    """Wire the tasks shared by the daily backup and the weekly archive into the current DAG:
+    plan shards → snapshot shards (mapped) → finalize per bucket (an Asset each) → run manifest
+    (with the `tables` task's exports, if any) → retention per bucket."""
+    asset_kind = "daily_snapshot" if kind == "daily" else "weekly_archive"
+    plan_shards = S3SnapshotPlanOperator(task_id="plan_shards", kind=kind)
+    shards = S3SnapshotShardOperator.partial(task_id="snapshot_shard", kind=kind).expand_kwargs(plan_shards.output)
+    finals = [
+        S3SnapshotFinalizeOperator(
+            task_id=f"finalize_{bucket}",
+            kind=kind,
+            source_bucket=bucket,
+            assignments=plan_shards.output,
+            outlets=[Asset(name=f"{asset_kind}__{bucket}", uri=f"s3://{store_bucket}/snapshots/{bucket}/")],
+        )
+        for bucket in buckets
+    ]
+    run_manifest = S3BackupRunManifestOperator(
+        task_id="write_run_manifest",
+        kind=kind,
+        summaries=[f.output for f in finals],
+        tables=tables.output if tables is not None else None,
+    )
+    retention = [
+        S3SnapshotRetentionOperator(task_id=f"retention_{bucket}", kind=kind, source_bucket=bucket)
+        for bucket in buckets
+    ]
+    shards >> finals
+    finals >> run_manifest >> retention
