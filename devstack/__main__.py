@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -130,9 +131,19 @@ def _ensure_replicator(state: dict, s3_url: str) -> None:
     state.update(replicator_url=s3_url)
 
 
+def _gdpr_hash_key() -> str:
+    """The dev stack's secret for the erasure ledger's keyed hashes: random, made once, kept."""
+    path = STATE_DIR / "gdpr-hash-key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def devstack_env(s3_url: str, app_uri: str) -> dict[str, str]:
     plan = load_plan()
     return {
+        f"AIRFLOW_VAR_{plan.gdpr.hash_key_variable.upper()}": _gdpr_hash_key(),
         "AIRFLOW_HOME": str(STATE_DIR / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),

@@ -47,6 +47,7 @@ os.environ.update(
         "AWS_SECRET_ACCESS_KEY": "dataprotection-test",
         "AWS_DEFAULT_REGION": "eu-central-1",
         "DATAPROTECTION_CONFIG": str(REPO / "include" / "config" / "protection.yaml"),
+        "AIRFLOW_VAR_DATAPROTECTION_GDPR_HASH_KEY": "test-only-gdpr-hash-key-0123456789abcdef",
     }
 )
 os.environ.pop("AWS_PROFILE", None)

@@ -157,6 +157,9 @@ class Gdpr(_Model):
     user_id_pattern: str = r"^[A-Za-z0-9_-]{1,64}$"
     user_prefixes: list[UserPrefix] = Field(default_factory=list)
     export_link_days: Annotated[int, Field(ge=1, le=7)] = 7
+    export_expire_days: Annotated[int, Field(ge=1, le=90)] = 30
+    # Airflow Variable holding the secret key of the erasure ledger's keyed hashes (never in the plan).
+    hash_key_variable: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,250}$")] = "dataprotection_gdpr_hash_key"
 
     @field_validator("user_id_pattern")
     @classmethod

@@ -1,9 +1,9 @@
 """Cross-region recovery: restore a source bucket from its replica in the backup region, server-side.
 
     spec = recovery_spec(plan, source_bucket, "original" | "new")   # which replica, which target
-    plan_recovery(replica, target, spec)       # what would be copied (the dry run)
-    copy_from_replica(replica, target, spec)   # CopyObject in parallel, only what is missing or different
-    verify_recovery(replica, target, spec)     # every replica key in the target, same size and checksum
+    plan_recovery(replica, target, spec, redactor)       # what would be copied (the dry run)
+    copy_from_replica(replica, target, spec, redactor)   # CopyObject in parallel, only what is missing or different
+    verify_recovery(replica, target, spec, redactor)     # every replica key in the target, same size and checksum
 
 `replica` is an S3 client in the backup region, `target` one in the target bucket's region. Every
 copy is a CopyObject sent to the target's region whose CopySource is the replica in the backup
@@ -21,6 +21,10 @@ versioned, so what they replace stays recoverable); with "new" they go into `<bu
 Copies keep the replica's metadata and content type and get the target bucket's default storage
 class and encryption (not the replica's STANDARD_IA).
 Memory stays flat: both listings are streamed and at most a window of copies is in flight.
+
+GDPR erasures. Given a `Redactor` (the erasure ledger, dataprotection.gdpr.ledger), a replica key an
+erasure removed is never copied, whether or not the target has it, and is not expected in the target
+by the verification: such keys are counted as `erased_skipped` and left out of `objects`.
 
 How checksums are verified (a separate pass after the copies, over both listings again, one HEAD
 with ChecksumMode=ENABLED on each side per key):
@@ -56,6 +60,7 @@ from botocore.exceptions import ClientError
 
 from dataprotection.config import BUCKET_RE, Plan
 from dataprotection.copier import MAX_SINGLE_COPY, CopySpec, CopyTuning, MiB, OrderedPool, copy_object
+from dataprotection.gdpr.ledger import Redactor
 from dataprotection.listing import SourceObject, is_versioned, list_live_objects
 
 log = logging.getLogger(__name__)
@@ -141,12 +146,13 @@ class CopyResult:
     replica_bucket: str
     target_bucket: str
     dry_run: bool = False
-    objects: int = 0  # live objects of the replica
+    objects: int = 0  # live objects of the replica (erased ones not included)
     bytes: int = 0
     copied: int = 0  # copied (or, in a dry run, to copy): missing in the target or different
     copied_bytes: int = 0
     present: int = 0  # already in the target with the same size and ETag: not copied
     extra_in_target: int = 0  # target keys the replica does not have (left alone)
+    erased_skipped: int = 0  # replica keys erased under GDPR (the ledger): never copied
     target_exists: bool = True
     copied_sample: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -167,6 +173,7 @@ class VerifyResult:
     missing: int = 0
     mismatched: int = 0
     extra_in_target: int = 0
+    erased_skipped: int = 0  # replica keys erased under GDPR (the ledger): not expected in the target
     missing_sample: list[str] = field(default_factory=list)
     mismatch_sample: list[dict] = field(default_factory=list)
     size_only_sample: list[str] = field(default_factory=list)
@@ -231,24 +238,35 @@ def _merge(replica_objects: Iterator[SourceObject], target_objects: Iterator[dic
         current = next(target_objects, None)
 
 
+def _not_erased(pairs: Iterator[tuple[SourceObject, dict | None]], spec: CrossRegionSpec,
+                redactor: Redactor | None, on_erased) -> Iterator[tuple[SourceObject, dict | None]]:
+    """The pairs whose replica key was not erased; `on_erased()` is called for each one that was."""
+    for obj, present in pairs:
+        if redactor and redactor.erased_key(spec.source_bucket, obj.key):
+            on_erased()
+        else:
+            yield obj, present
+
+
 def _same(obj: SourceObject, present: dict | None) -> bool:
     return present is not None and present["Size"] == obj.size and present["ETag"].strip('"') == obj.etag
 
 
 # --------------------------------------------------------------------------- plan and copy
-def plan_recovery(replica, target, spec: CrossRegionSpec) -> CopyResult:
+def plan_recovery(replica, target, spec: CrossRegionSpec, redactor: Redactor | None = None) -> CopyResult:
     """What `copy_from_replica` would copy now (listings only; nothing is written)."""
-    return _run(replica, target, spec, dry_run=True)
+    return _run(replica, target, spec, redactor, dry_run=True)
 
 
-def copy_from_replica(replica, target, spec: CrossRegionSpec) -> CopyResult:
-    """Copy every replica object the target lacks (or has with another size/ETag) server-side.
+def copy_from_replica(replica, target, spec: CrossRegionSpec, redactor: Redactor | None = None) -> CopyResult:
+    """Copy every replica object the target lacks (or has with another size/ETag) server-side, except
+    keys `redactor` says were erased.
 
     The target bucket must exist (create a new one with `recovery.ensure_recovery_bucket`)."""
-    return _run(replica, target, spec, dry_run=False)
+    return _run(replica, target, spec, redactor, dry_run=False)
 
 
-def _run(replica, target, spec: CrossRegionSpec, *, dry_run: bool) -> CopyResult:
+def _run(replica, target, spec: CrossRegionSpec, redactor: Redactor | None, *, dry_run: bool) -> CopyResult:
     started = time.monotonic()
     result = CopyResult(spec.source_bucket, spec.replica_bucket, spec.target_bucket, dry_run=dry_run)
     result.target_exists = target_exists(target, spec.target_bucket)
@@ -261,8 +279,11 @@ def _run(replica, target, spec: CrossRegionSpec, *, dry_run: bool) -> CopyResult
     def extra() -> None:
         result.extra_in_target += 1
 
+    def erased() -> None:
+        result.erased_skipped += 1
+
     listing = _target_listing(target, spec.target_bucket) if result.target_exists else iter(())
-    pairs = _merge(_replica_listing(replica, spec), listing, extra)
+    pairs = _not_erased(_merge(_replica_listing(replica, spec), listing, extra), spec, redactor, erased)
     log.info("%s s3://%s (%s) into s3://%s (%s)", "planning the recovery of" if dry_run else "recovering",
              spec.replica_bucket, spec.replica_region, spec.target_bucket, spec.target_region)
     tuning = spec.tuning
@@ -281,9 +302,9 @@ def _run(replica, target, spec: CrossRegionSpec, *, dry_run: bool) -> CopyResult
                      "to copy" if dry_run else "copied", result.present)
     result.duration_s = round(time.monotonic() - started, 3)
     log.info("%s: %d replica objects (%d bytes); %s %d (%d bytes); %d already present; %d target keys not in "
-             "the replica (left alone); %.1f s", "plan" if dry_run else "copy", result.objects, result.bytes,
-             "to copy" if dry_run else "copied", result.copied, result.copied_bytes, result.present,
-             result.extra_in_target, result.duration_s)
+             "the replica (left alone); %d erased under GDPR (ledger) skipped; %.1f s", "plan" if dry_run else "copy",
+             result.objects, result.bytes, "to copy" if dry_run else "copied", result.copied, result.copied_bytes,
+             result.present, result.extra_in_target, result.erased_skipped, result.duration_s)
     return result
 
 
@@ -318,8 +339,9 @@ def _copy(target, copy: CopySpec, tuning: CopyTuning) -> bool:
 
 
 # --------------------------------------------------------------------------- verification
-def verify_recovery(replica, target, spec: CrossRegionSpec) -> VerifyResult:
-    """Check every live replica key is in the target with the same size and checksum (see the module doc)."""
+def verify_recovery(replica, target, spec: CrossRegionSpec, redactor: Redactor | None = None) -> VerifyResult:
+    """Check every live replica key is in the target with the same size and checksum (see the module doc);
+    keys `redactor` says were erased are not expected there."""
     started = time.monotonic()
     result = VerifyResult(spec.source_bucket, spec.replica_bucket, spec.target_bucket)
     if not target_exists(target, spec.target_bucket):
@@ -328,7 +350,11 @@ def verify_recovery(replica, target, spec: CrossRegionSpec) -> VerifyResult:
     def extra() -> None:
         result.extra_in_target += 1
 
-    pairs = _merge(_replica_listing(replica, spec), _target_listing(target, spec.target_bucket), extra)
+    def erased() -> None:
+        result.erased_skipped += 1
+
+    pairs = _not_erased(_merge(_replica_listing(replica, spec), _target_listing(target, spec.target_bucket), extra),
+                        spec, redactor, erased)
     work = ((pair, (lambda pair=pair: _heads(replica, target, spec, pair)) if pair[1] is not None else None)
             for pair in pairs)
     for (obj, present), heads in OrderedPool(spec.concurrency).run(work):
@@ -351,8 +377,9 @@ def verify_recovery(replica, target, spec: CrossRegionSpec) -> VerifyResult:
             result.size_only_sample.append(obj.key)
     result.duration_s = round(time.monotonic() - started, 3)
     log.info("verify s3://%s against its replica s3://%s: %d objects, %d verified %s, %d missing, %d mismatched, "
-             "%.1f s", spec.target_bucket, spec.replica_bucket, result.objects, result.verified, result.by_method,
-             result.missing, result.mismatched, result.duration_s)
+             "%d erased under GDPR (ledger) not expected, %.1f s", spec.target_bucket, spec.replica_bucket,
+             result.objects, result.verified, result.by_method, result.missing, result.mismatched,
+             result.erased_skipped, result.duration_s)
     if result.by_method.get("size-only"):
         log.warning("%d objects could be compared by size only (no comparable checksum), e.g. %s",
                     result.by_method["size-only"], result.size_only_sample[:3])

@@ -181,9 +181,12 @@ def iter_entries(stream, chunk_size: int = 1 << 20) -> Iterator[Entry]:
         yield from _DECODER.decode_lines(rest)
 
 
+def json_bytes(doc: dict) -> bytes:
+    return json.dumps(doc, indent=2, sort_keys=True, default=str).encode("utf-8")
+
+
 def write_json(client, bucket: str, key: str, doc: dict) -> None:
-    body = json.dumps(doc, indent=2, sort_keys=True, default=str).encode("utf-8")
-    client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    client.put_object(Bucket=bucket, Key=key, Body=json_bytes(doc), ContentType="application/json")
 
 
 def read_json(client, bucket: str, key: str) -> dict | None:

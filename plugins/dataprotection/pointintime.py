@@ -22,6 +22,11 @@ it only adds a version) and the decision is flagged `ambiguous`.
 Memory is flat in the number of versions: pages are consumed one at a time, each key is folded into a
 constant-size state as its entries stream past, copies run on a bounded window (copier.OrderedPool),
 and only counts plus a bounded sample of decisions are kept.
+
+GDPR erasures. Given a `Redactor` (the erasure ledger, dataprotection.gdpr.ledger), a key an erasure
+removed is never brought back: `resolve_file` resolves it to status "erased" (nothing is copied) and
+`bulk_recover` decides it as "erased" whatever its state at T — not copied, and with `delete_newer` not
+deleted either — counted as `erased_skipped`. Without a redactor (None) nothing is filtered.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from botocore.exceptions import ClientError
 from dataprotection import manifest as mf
 from dataprotection.config import BUCKET_RE, Plan
 from dataprotection.copier import CopySpec, CopyTuning, OrderedPool, copy_object
+from dataprotection.gdpr.ledger import Redactor
 from dataprotection.listing import is_excluded, is_versioned, iso, list_live_objects
 from dataprotection.snapshot import (
     iter_manifest,
@@ -66,7 +72,8 @@ KEY_PATTERN = r"^[^\u0000-\u001f\u007f]{1,1024}$"
 FOLDER_PATTERN = r"^[^\u0000-\u001f\u007f]{0,1023}/$"
 
 # decisions per key; the report's sample shows what changes things first
-_ACTIONS: tuple[str, ...] = ("failed", "restore", "delete", "keep_newer", "absent", "unchanged")
+_ACTIONS: tuple[str, ...] = ("failed", "restore", "delete", "erased", "keep_newer", "absent", "unchanged")
+ERASED_REASON = "erased under GDPR (ledger); not restored"
 
 
 class PointInTimeError(ValueError):
@@ -420,12 +427,15 @@ def decide(key: str, dest_key: str, origin: Origin | None, deleted_at_t: bool, n
 # --------------------------------------------------------------------------- single file
 def resolve_file(client, store, *, bucket: str, key: str, mode: str,
                  version_id: str | None = None, as_of: datetime | None = None, source: str = "versions",
-                 store_bucket: str | None = None) -> dict:
+                 store_bucket: str | None = None, redactor: Redactor | None = None) -> dict:
     """Pick the version of exactly `key` to restore. Returns a JSON-able resolution:
-    status "found" (with `origin`) or "did_not_exist" (with the reason)."""
+    status "found" (with `origin`), "did_not_exist" (with the reason) or, for a key the erasure ledger
+    says was erased, "erased" (nothing is looked up or restored)."""
     _check_file_args(mode, version_id, as_of, source)
     out: dict[str, Any] = {"bucket": bucket, "key": key, "mode": mode, "source": source,
                            "as_of": _iso(as_of), "version_id_requested": version_id or None}
+    if redactor is not None and redactor.erased_key(bucket, key):
+        return {**out, "status": "erased", "reason": ERASED_REASON}
     state = key_state(client, bucket, key, as_of, version_id=version_id)
     out["current"] = state.current.brief() if state is not None and state.current else None
     if source == "versions":
@@ -598,6 +608,7 @@ class BulkResult:
     delete_markers_listed: int = 0
     pages: int = 0
     ambiguous: int = 0
+    erased_skipped: int = 0  # keys the erasure ledger says were erased: left alone
     max_in_flight: int = 0
     duration_s: float = 0.0
     sample: list[dict] = field(default_factory=list)
@@ -664,9 +675,11 @@ def check_bulk_request(plan: Plan, *, bucket: str, prefix: str, destination: str
         )
 
 
-def bulk_recover(client, request: BulkRequest, *, store=None, target=None) -> BulkResult:
+def bulk_recover(client, request: BulkRequest, *, store=None, target=None,
+                 redactor: Redactor | None = None) -> BulkResult:
     """Make `target_prefix + key` (or the key itself, in place) hold each key's state at `as_of`, for every
     key under `prefix`. Streams the listing, copies server-side in parallel; with `dry_run`, only decides.
+    Keys `redactor` says were erased are decided "erased": never copied, deleted or otherwise touched.
 
     In place, copies land while the same prefix is still being listed. That is safe: a key is decided only
     once all its entries have been read, and its new version (or delete marker) sorts before the listing's
@@ -675,7 +688,7 @@ def bulk_recover(client, request: BulkRequest, *, store=None, target=None) -> Bu
     result = BulkResult()
     target = target or client
     sample = _Sample()
-    decisions = _decisions(client, store or client, target, request, result)
+    decisions = _decisions(client, store or client, target, request, result, redactor)
     log.info("bulk recovery of s3://%s/%s as of %s from %s into %s%s", request.bucket, request.prefix,
              iso(request.as_of), request.source if request.source == "versions" else f"snapshot {request.snapshot_id}",
              "place" if request.in_place else f"s3://{request.target_bucket}/{request.target_prefix}",
@@ -701,6 +714,7 @@ def bulk_recover(client, request: BulkRequest, *, store=None, target=None) -> Bu
         if n % PROGRESS_EVERY == 0:
             log.info("%d keys decided: %s", n, {k: v for k, v in result.counts.items() if v})
     result.keys = sum(result.counts.values())
+    result.erased_skipped = result.counts["erased"]
     result.sample = sample.take()
     result.max_in_flight = gauge.peak
     result.duration_s = round(time.monotonic() - started, 3)
@@ -751,11 +765,17 @@ def _action_fn(client, d: Decision, dst_bucket: str, tuning: CopyTuning, gauge: 
     return None
 
 
-def _decisions(client, store, target, req: BulkRequest, result: BulkResult) -> Iterator[Decision]:
+def _decisions(client, store, target, req: BulkRequest, result: BulkResult, redactor: Redactor | None
+               ) -> Iterator[Decision]:
     if req.source == "versions":
-        yield from _decisions_from_versions(client, target, req, result)
+        decisions = _decisions_from_versions(client, target, req, result)
     else:
-        yield from _decisions_from_snapshot(client, store, target, req, result)
+        decisions = _decisions_from_snapshot(client, store, target, req, result)
+    if not redactor:
+        yield from decisions
+        return
+    for d in decisions:
+        yield Decision(d.key, "erased", ERASED_REASON, d.dest_key) if redactor.erased_key(req.bucket, d.key) else d
 
 
 def _decisions_from_versions(client, target, req: BulkRequest, result: BulkResult) -> Iterator[Decision]:

@@ -3,7 +3,10 @@ in parallel, each copy verified against the manifest (S3-computed SHA-256, or th
 then the target listed to confirm every key is there with its size.
 
     restore_snapshot(store, target, store_bucket=..., source_bucket=..., snapshot_id=...,
-                     target_bucket=..., target_prefix="", key_prefix="")
+                     target_bucket=..., target_prefix="", key_prefix="", redactor=None)
+
+With a `Redactor` (the GDPR erasure ledger), entries of keys an erasure removed are neither copied nor
+expected in the target: they are counted as `erased_skipped`, never as missing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 from dataprotection import manifest as mf
 from dataprotection.copier import CopySpec, CopyTuning, OrderedPool, copy_object
+from dataprotection.gdpr.ledger import Redactor
 from dataprotection.snapshot import iter_manifest, read_summary
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ class RestoreResult:
     bytes: int = 0
     verified: int = 0
     skipped_present: int = 0
+    erased_skipped: int = 0  # entries of keys erased under GDPR (the ledger): not restored
     mismatches: list[dict] = field(default_factory=list)
     missing_after: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -59,12 +64,14 @@ def restore_snapshot(
     concurrency: int = 32,
     raise_on_mismatch: bool = True,
     skip_existing: bool = False,
+    redactor: Redactor | None = None,
 ) -> RestoreResult:
     """Copy every entry of the snapshot whose key starts with `key_prefix` to
     `target_bucket/target_prefix + key`. `target` is a client in the target bucket's region.
 
     With `skip_existing`, a target key that already has the entry's size and ETag is not copied
-    again (a re-run after a partial restore copies only what is missing)."""
+    again (a re-run after a partial restore copies only what is missing). Entries `redactor` says
+    were erased are skipped (and not verified)."""
     started = time.monotonic()
     summary = read_summary(store, store_bucket, source_bucket, snapshot_id) or {}
     tuning = CopyTuning(
@@ -72,8 +79,8 @@ def restore_snapshot(
         multipart_chunk=summary.get("multipart_chunk", CopyTuning.multipart_chunk),
     )
     result = RestoreResult(snapshot_id, source_bucket, target_bucket, target_prefix, key_prefix)
-    entries = (e for e in iter_manifest(store, store_bucket, source_bucket, snapshot_id)
-               if e.key.startswith(key_prefix))
+    entries = _wanted(iter_manifest(store, store_bucket, source_bucket, snapshot_id), source_bucket, key_prefix,
+                      redactor, result)
     if skip_existing:
         entries = _not_yet_restored(entries, target, target_bucket, target_prefix, key_prefix, result)
     log.info("restoring snapshot %s of %s (keys under %r) into s3://%s/%s", snapshot_id, source_bucket,
@@ -89,12 +96,13 @@ def restore_snapshot(
             result.mismatches.append({"key": entry.key, "expected": entry.checksum, "actual": checksum})
         if result.objects % 5000 == 0:
             log.info("restored %d objects (%d bytes)", result.objects, result.bytes)
-    again = (e for e in iter_manifest(store, store_bucket, source_bucket, snapshot_id) if e.key.startswith(key_prefix))
+    again = _wanted(iter_manifest(store, store_bucket, source_bucket, snapshot_id), source_bucket, key_prefix,
+                    redactor)
     result.missing_after = _missing(target, target_bucket, target_prefix, key_prefix, again)
     result.duration_s = round(time.monotonic() - started, 3)
-    log.info("restore done: %d objects, %d bytes, %d verified, %d mismatches, %d missing, %.1f s",
-             result.objects, result.bytes, result.verified, len(result.mismatches), len(result.missing_after),
-             result.duration_s)
+    log.info("restore done: %d objects, %d bytes, %d verified, %d mismatches, %d missing, %d erased under GDPR "
+             "(ledger) skipped, %.1f s", result.objects, result.bytes, result.verified, len(result.mismatches),
+             len(result.missing_after), result.erased_skipped, result.duration_s)
     if raise_on_mismatch and not result.ok:
         raise RestoreError(
             f"restore of snapshot {snapshot_id} into s3://{target_bucket}/{target_prefix} is not exact: "
@@ -102,6 +110,19 @@ def restore_snapshot(
             f"{len(result.missing_after)} keys missing afterwards (e.g. {result.missing_after[:3]})"
         )
     return result
+
+
+def _wanted(entries: Iterator[mf.Entry], source_bucket: str, key_prefix: str, redactor: Redactor | None,
+            result: RestoreResult | None = None) -> Iterator[mf.Entry]:
+    """Entries under `key_prefix` that were not erased (counted in `result.erased_skipped` if given)."""
+    for entry in entries:
+        if not entry.key.startswith(key_prefix):
+            continue
+        if redactor and redactor.erased_key(source_bucket, entry.key):
+            if result is not None:
+                result.erased_skipped += 1
+            continue
+        yield entry
 
 
 def _work(entries, store_bucket, target_bucket, target_prefix, storage_class, target, tuning):

@@ -18,6 +18,10 @@ Export format (one S3 object per table export)
 
 To read an export by hand: ``aws s3 cp s3://<bucket>/<key> - | gunzip``; ``psql -c "\\copy <table>
 FROM <file> WITH (FORMAT csv, HEADER true)"`` loads it back.
+
+Loading back (``load_export_into_temp`` → ``redact_erased_users`` → ``insert_missing_rows``) re-applies
+the GDPR erasure ledger between the load and the insert: rows of erased users are dropped from the
+temporary table, or their URL columns emptied, as the table's ``on_erasure`` says.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from dataprotection.config import Table
+from dataprotection.gdpr.ledger import Redactor
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3: every part but the last must be at least 5 MiB
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024  # S3: at most 5 GiB per part
@@ -643,6 +648,60 @@ def load_export_into_temp(conn: psycopg.Connection, table: Table, s3, bucket: st
         return temp_name, cur.rowcount
 
 
+def temp_user_ids(conn: psycopg.Connection, table: Table, temp_name: str, itersize: int = 1000) -> Iterator[Any]:
+    """The distinct non-NULL values of the table's user column in `temp_name`, streamed through a
+    server-side cursor (at most `itersize` in memory). Runs in the caller's transaction."""
+    _require_transaction(conn, "temp_user_ids")
+    _check_temp_name(temp_name)
+    statement = sql.SQL("SELECT DISTINCT {user} FROM {temp} WHERE {user} IS NOT NULL").format(
+        user=sql.Identifier(table.user_column), temp=sql.Identifier(temp_name))
+    with conn.cursor(name=f"{temp_name}_users") as cur:
+        cur.itersize = itersize
+        cur.execute(statement)
+        for (user_id,) in cur:
+            yield user_id
+
+
+def redact_erased_users(conn: psycopg.Connection, table: Table, temp_name: str, redactor: Redactor | None
+                        ) -> dict[str, int]:
+    """Re-apply the GDPR erasure ledger to an export loaded into `temp_name`, before rows are inserted.
+
+    For the users `redactor` says were erased: ``on_erasure: delete`` deletes their rows from the temp
+    table (they are never re-inserted); ``on_erasure: null_urls`` sets the table's URL columns to NULL
+    in their rows. Returns counts only (``erased_users``, ``erased_rows_skipped``,
+    ``erased_urls_nulled``), never the ids. The ids go to PostgreSQL as one array parameter."""
+    counts = {"erased_users": 0, "erased_rows_skipped": 0, "erased_urls_nulled": 0}
+    if not redactor:
+        return counts
+    erased = [u for u in temp_user_ids(conn, table, temp_name) if redactor.erased_user(str(u))]
+    counts["erased_users"] = len(erased)
+    if not erased:
+        return counts
+    temp, user = sql.Identifier(temp_name), sql.Identifier(table.user_column)
+    if table.on_erasure == "delete":
+        statement = sql.SQL("DELETE FROM {temp} WHERE {user} = ANY(%s)").format(temp=temp, user=user)
+        counted = "erased_rows_skipped"
+    elif table.url_columns:
+        columns = [sql.Identifier(c) for c in table.url_columns]
+        statement = sql.SQL("UPDATE {temp} SET {sets} WHERE {user} = ANY(%s) AND ({any_url})").format(
+            temp=temp, user=user,
+            sets=sql.SQL(", ").join(sql.SQL("{} = NULL").format(c) for c in columns),
+            any_url=sql.SQL(" OR ").join(sql.SQL("{} IS NOT NULL").format(c) for c in columns),
+        )
+        counted = "erased_urls_nulled"
+    else:
+        return counts
+    with conn.cursor() as cur:
+        cur.execute(statement, (erased,))
+        counts[counted] = cur.rowcount
+    return counts
+
+
+def _check_temp_name(temp_name: str) -> None:
+    if not _TEMP_NAME.match(temp_name):
+        raise ValueError(f"{temp_name!r} is not a temp table made by load_export_into_temp")
+
+
 def insert_missing_rows(conn: psycopg.Connection, table: Table, temp_name: str) -> int:
     """Insert the rows of `temp_name` whose primary key is missing from `table`; return how many.
 
@@ -652,8 +711,7 @@ def insert_missing_rows(conn: psycopg.Connection, table: Table, temp_name: str) 
     advanced to the largest key when it is behind, never moved back. Runs in the caller's transaction.
     """
     _require_transaction(conn, "insert_missing_rows")
-    if not _TEMP_NAME.match(temp_name):
-        raise ValueError(f"{temp_name!r} is not a temp table made by load_export_into_temp")
+    _check_temp_name(temp_name)
     columns = sql.SQL(", ").join(map(sql.Identifier, _table_columns(conn, table.name, insertable=True)))
     statement = sql.SQL(
         "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {temp}"

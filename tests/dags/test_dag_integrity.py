@@ -162,3 +162,47 @@ def test_trigger_form_rejects_bad_params(dagbag, dag_id, bad):
         param = copy.deepcopy(dag.params.get_param(name))
         with pytest.raises(ParamValidationError):
             param.resolve(value)
+
+
+# --------------------------------------------------------------------------- gdpr_user_erasure / export
+# Both need a user id and a ticket: no default is valid, so an empty trigger form cannot start a run.
+GDPR_GOOD = {
+    "gdpr_user_erasure": {"user_id": "u1", "request_reference": "DPO-2026-0042", "dry_run": True},
+    "gdpr_user_export": {"user_id": "u1", "request_reference": "DPO-2026-0042"},
+}
+GDPR_BAD = [
+    {"user_id": "x' OR '1'='1"},
+    {"user_id": "1; DROP TABLE user_uploads"},
+    {"user_id": "../u1"},
+    {"user_id": ""},
+    {"user_id": "u" * 65},
+    {"user_id": None},
+    {"request_reference": ""},
+    {"request_reference": "DPO-1; rm -rf /"},
+    {"request_reference": "../etc"},
+    {"request_reference": None},
+]
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "bad"),
+    [(d, b) for d in GDPR_GOOD for b in GDPR_BAD] + [("gdpr_user_erasure", {"dry_run": "no"})],
+    ids=lambda v: str(v)[:40],
+)
+def test_gdpr_params_reject_bad_input(dagbag, dag_id, bad):
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.dags.get(dag_id)
+    assert dag is not None, f"{dag_id} is in the DAG catalogue"
+    assert set(dag.params) == set(GDPR_GOOD[dag_id])
+    with pytest.raises(ParamValidationError):
+        copy.deepcopy(dag.params).validate()  # the empty form is refused
+    good = copy.deepcopy(dag.params)
+    good.update(GDPR_GOOD[dag_id])
+    assert good.validate() == GDPR_GOOD[dag_id]
+    params = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError):
+        params.update({**GDPR_GOOD[dag_id], **bad})
+        params.validate()

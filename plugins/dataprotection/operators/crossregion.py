@@ -1,5 +1,8 @@
 """Operators of s3_cross_region_recovery: plan (and the dry-run report), prepare the target bucket,
-copy from the replica server-side, verify every key and checksum, write the recovery report."""
+copy from the replica server-side, verify every key and checksum, write the recovery report.
+
+Plan, copy and verification re-apply the GDPR erasure ledger (each loads it afresh): keys an erasure
+removed are not copied and not expected in the target; the reports count them under `gdpr_ledger`."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dataprotection import crossregion
+from dataprotection.gdpr.ledger import Redactor
 from dataprotection.listing import is_versioned, iso
 from dataprotection.operators.base import DataProtectionOperator
+from dataprotection.operators.gdpr_common import load_redactor
 from dataprotection.recovery import ensure_recovery_bucket
 from dataprotection.reports import write_report
 
@@ -34,6 +39,10 @@ class _CrossRegionOperator(DataProtectionOperator):
 
     def clients(self, spec: crossregion.CrossRegionSpec):
         return self.s3_hook.client(spec.replica_region), self.s3_hook.client(spec.target_region)
+
+    def redactor(self) -> Redactor:
+        """What the GDPR erasure ledger says was erased (never restored from the replica)."""
+        return load_redactor(self.primary, self.plan)
 
     def check_original_target(self, target, spec: crossregion.CrossRegionSpec) -> None:
         """Writing back into the live bucket is only allowed when what is overwritten stays recoverable."""
@@ -68,16 +77,17 @@ class S3CrossRegionPlanOperator(_CrossRegionOperator):
         spec = crossregion.recovery_spec(self.plan, self.source_bucket, self.target)
         replica, target = self.clients(spec)
         self.check_original_target(target, spec)
-        planned = crossregion.plan_recovery(replica, target, spec)
+        planned = crossregion.plan_recovery(replica, target, spec, self.redactor())
         self.log.info("recovery of %s from s3://%s (%s) into s3://%s (%s): %d replica objects, %d to copy (%d bytes), "
-                      "%d already present", spec.source_bucket, spec.replica_bucket, spec.replica_region,
-                      spec.target_bucket, spec.target_region, planned.objects, planned.copied, planned.copied_bytes,
-                      planned.present)
+                      "%d already present, %d erased under GDPR (ledger) skipped", spec.source_bucket,
+                      spec.replica_bucket, spec.replica_region, spec.target_bucket, spec.target_region,
+                      planned.objects, planned.copied, planned.copied_bytes, planned.present, planned.erased_skipped)
         dry_run = _flag(self.dry_run)
         if dry_run:
             doc = {"kind": REPORT_KIND, "dry_run": True, "status": "planned", "run_id": context["run_id"],
                    "params": {"source_bucket": self.source_bucket, "target": self.target, "dry_run": True},
                    "spec": spec.to_dict(), "plan": planned.to_dict(), "method": METHOD,
+                   "gdpr_ledger": {"erased_skipped": planned.erased_skipped},
                    "started_at": started, "finished_at": _now()}
             uri = write_report(self.primary, self.plan, REPORT_KIND, context["run_id"], doc)
             self.log.info("dry run: nothing copied; report %s", uri)
@@ -110,7 +120,7 @@ class S3CrossRegionTargetOperator(_CrossRegionOperator):
 
 class S3CrossRegionCopyOperator(_CrossRegionOperator):
     """Copies every replica object the target lacks or has with another size/ETag, server-side and
-    in parallel (cross-region CopyObject). A re-run copies nothing more."""
+    in parallel (cross-region CopyObject), except keys erased under GDPR. A re-run copies nothing more."""
 
     template_fields = ("recovery",)
 
@@ -121,13 +131,13 @@ class S3CrossRegionCopyOperator(_CrossRegionOperator):
     def execute(self, context) -> dict:
         spec = self.spec(self.recovery)
         replica, target = self.clients(spec)
-        result = crossregion.copy_from_replica(replica, target, spec)
+        result = crossregion.copy_from_replica(replica, target, spec, self.redactor())
         return result.to_dict()
 
 
 class S3CrossRegionVerifyOperator(_CrossRegionOperator):
-    """Checks that every live replica key is in the target with the same size and checksum. On a
-    difference it writes the failure into the run's report, then fails."""
+    """Checks that every live replica key (except keys erased under GDPR) is in the target with the same
+    size and checksum. On a difference it writes the failure into the run's report, then fails."""
 
     template_fields = ("recovery",)
 
@@ -138,11 +148,12 @@ class S3CrossRegionVerifyOperator(_CrossRegionOperator):
     def execute(self, context) -> dict:
         spec = self.spec(self.recovery)
         replica, target = self.clients(spec)
-        result = crossregion.verify_recovery(replica, target, spec)
+        result = crossregion.verify_recovery(replica, target, spec, self.redactor())
         if not result.ok:
             doc = {"kind": REPORT_KIND, "dry_run": False, "status": "verification_failed",
                    "run_id": context["run_id"], "spec": spec.to_dict(), "verification": result.to_dict(),
-                   "method": METHOD, "started_at": self.recovery.get("started_at"), "finished_at": _now()}
+                   "gdpr_ledger": {"erased_skipped": result.erased_skipped}, "method": METHOD,
+                   "started_at": self.recovery.get("started_at"), "finished_at": _now()}
             uri = write_report(self.primary, self.plan, REPORT_KIND, context["run_id"], doc)
             raise crossregion.CrossRegionError(
                 f"s3://{spec.target_bucket} does not match its replica s3://{spec.replica_bucket}: {result.missing} "
@@ -177,6 +188,7 @@ class S3CrossRegionReportOperator(_CrossRegionOperator):
             "plan": self.recovery["plan"],
             "copy": self.copied,
             "verification": self.verified,
+            "gdpr_ledger": {"erased_skipped": self.copied.get("erased_skipped", 0)},
             "method": METHOD,
             "phases_s": {
                 "plan": self.recovery["plan"]["duration_s"],
@@ -192,4 +204,5 @@ class S3CrossRegionReportOperator(_CrossRegionOperator):
                       spec.target_bucket, spec.replica_bucket, self.verified["objects"], self.verified["bytes"],
                       self.copied["copied"], self.verified["by_method"], uri)
         return {"report": uri, "objects": self.verified["objects"], "bytes": self.verified["bytes"],
-                "copied": self.copied["copied"], "verified": self.verified["verified"]}
+                "copied": self.copied["copied"], "verified": self.verified["verified"],
+                "erased_skipped": self.copied.get("erased_skipped", 0)}

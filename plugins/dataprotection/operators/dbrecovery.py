@@ -7,12 +7,16 @@ In ONE transaction:
 1. count the table's rows;
 2. load the export (`tables/<date>/<table>.csv.gz` in the backup bucket, first checked against its
    own metadata and the SHA-256 recorded in the day's run manifest) into a temporary table;
-3. optionally rewrite S3 URLs — in the temporary table, and only in the rows that are about to be
+3. re-apply the GDPR erasure ledger to the temporary table (`tables.redact_erased_users`): the rows of
+   users an erasure removed are deleted from it (`on_erasure: delete`) or their URL columns set to
+   NULL (`on_erasure: null_urls`), so an erased user never comes back from an export; only counts are
+   reported and logged, never the user ids;
+4. optionally rewrite S3 URLs — in the temporary table, and only in the rows that are about to be
    inserted (their primary key is missing from the table): `replace(<url column>, %(old)s, %(new)s)`
    with the values passed as parameters, so quotes, `;` or `%` in them are data, never SQL;
-4. insert the rows whose primary key is missing (`ON CONFLICT DO NOTHING`): an existing row — modified
+5. insert the rows whose primary key is missing (`ON CONFLICT DO NOTHING`): an existing row — modified
    since the export or not — is never updated, so a re-run inserts nothing;
-5. count again. A dry run does all of this, returns the counts, and rolls the transaction back.
+6. count again. A dry run does all of this, returns the counts, and rolls the transaction back.
 
 Rewriting only the inserted rows is deliberate: rows still in the table are the application's
 current truth (they may have been updated since the export), and this DAG never changes them.
@@ -34,12 +38,14 @@ from psycopg import sql
 
 from dataprotection import backup
 from dataprotection.config import Table
+from dataprotection.gdpr.ledger import Redactor
 from dataprotection.hooks.appdb import AppDatabaseHook
 from dataprotection.manifest import read_json
 from dataprotection.operators.base import DataProtectionOperator
+from dataprotection.operators.gdpr_common import load_redactor
 from dataprotection.recovery import parse_day
 from dataprotection.reports import write_report
-from dataprotection.tables import insert_missing_rows, load_export_into_temp, verify_export
+from dataprotection.tables import insert_missing_rows, load_export_into_temp, redact_erased_users, verify_export
 
 REPORT_KIND = "db-records-recovery"
 SNAPSHOT_DATE_PATTERN = r"^(latest|\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))$"
@@ -132,12 +138,15 @@ def rewrite_urls(conn: psycopg.Connection, table: Table, temp_name: str, old: st
 
 
 def recover_rows(conn: psycopg.Connection, table: Table, s3, bucket: str, key: str, *,
-                 url_rewrite: tuple[str, str] | None = None, dry_run: bool = True) -> dict[str, Any]:
-    """Steps 1-5 of the module doc in one transaction on `conn` (autocommit, no transaction open)."""
+                 url_rewrite: tuple[str, str] | None = None, dry_run: bool = True,
+                 redactor: Redactor | None = None) -> dict[str, Any]:
+    """Steps 1-6 of the module doc in one transaction on `conn` (autocommit, no transaction open).
+    Without a redactor (None) step 3 is skipped."""
     started = time.monotonic()
     with conn.transaction() as tx:
         before = _count(conn, table.name)
         temp, loaded = load_export_into_temp(conn, table, s3, bucket, key)
+        ledger = redact_erased_users(conn, table, temp, redactor)
         missing = count_missing(conn, table, temp)
         rewritten = rewrite_urls(conn, table, temp, *url_rewrite) if url_rewrite else 0
         inserted = insert_missing_rows(conn, table, temp)
@@ -150,8 +159,9 @@ def recover_rows(conn: psycopg.Connection, table: Table, s3, bucket: str, key: s
             "rows_in_export": loaded,
             "missing": missing,
             "inserted": inserted,
-            "already_present": loaded - inserted,
+            "already_present": loaded - ledger["erased_rows_skipped"] - inserted,
             "rows_after": after,
+            "gdpr_ledger": ledger,
             "url_rewrite": None if not url_rewrite else {
                 "from": url_rewrite[0], "to": url_rewrite[1], "columns": list(table.url_columns),
                 "rows_rewritten": rewritten, "applies_to": "inserted rows only",
@@ -174,7 +184,9 @@ def _optional(value: Any) -> str | None:
 # --------------------------------------------------------------------------- operators
 class PostgresRecordsRecoveryOperator(DataProtectionOperator):
     """Re-inserts the rows of `table` missing since the export of `snapshot_date` ("latest": the newest);
-    never updates a row; optional URL rewrite in the inserted rows; `dry_run` rolls back. Returns counts."""
+    never updates a row; never re-inserts an erased user's rows (or URLs, per the table's `on_erasure`)
+    the GDPR erasure ledger names; optional URL rewrite in the inserted rows; `dry_run` rolls back.
+    Returns counts."""
 
     template_fields = ("table", "snapshot_date", "url_rewrite_from", "url_rewrite_to", "dry_run")
 
@@ -223,20 +235,25 @@ class PostgresRecordsRecoveryOperator(DataProtectionOperator):
                 "Choose another snapshot_date"
             )
         self.log.info("export s3://%s/%s verified: %d rows, sha256 %s", bucket, key, check.rows, check.sha256)
+        redactor = load_redactor(self.primary, self.plan)
         with self.db_hook.get_conn(autocommit=True) as conn:
-            result = recover_rows(conn, table, self.primary, bucket, key, url_rewrite=rewrite, dry_run=dry_run)
+            result = recover_rows(conn, table, self.primary, bucket, key, url_rewrite=rewrite, dry_run=dry_run,
+                                  redactor=redactor)
         self.log.info("%s %s: %d rows before, %d in the export, %d inserted, %d already present, %d after%s",
                       "dry run (rolled back):" if dry_run else "committed:", table.name, result["rows_before"],
                       result["rows_in_export"], result["inserted"], result["already_present"], result["rows_after"],
                       f", {result['url_rewrite']['rows_rewritten']} rows with URLs rewritten" if rewrite else "")
+        self.log.info("GDPR erasure ledger re-applied: %(erased_users)d erased users in the export, "
+                      "%(erased_rows_skipped)d of their rows not re-inserted, %(erased_urls_nulled)d rows with "
+                      "URLs set to NULL", result["gdpr_ledger"])
         export = {"bucket": bucket, "key": key, "snapshot_date": day, "rows": check.rows, "sha256": check.sha256,
                   "recorded_sha256": check.expected_sha256, "verified": check.ok}
         return {**result, "export": export}
 
 
 class S3RecordsRecoveryReportOperator(DataProtectionOperator):
-    """Writes the records-recovery report (counts before/after, the export and its checksum) to the
-    compliance bucket."""
+    """Writes the records-recovery report (counts before/after, the erasure-ledger counts, the export and
+    its checksum) to the compliance bucket."""
 
     template_fields = ("result",)
 

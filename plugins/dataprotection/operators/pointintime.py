@@ -1,5 +1,8 @@
 """Operators of s3_file_recovery and s3_bulk_recovery: resolve what was live (one exact key, or every key
-under a prefix) at a time, copy it back server-side, and write the report to the compliance bucket."""
+under a prefix) at a time, copy it back server-side, and write the report to the compliance bucket.
+
+Both re-apply the GDPR erasure ledger: a key an erasure removed is reported as "erased" and never
+restored (the report's `gdpr_ledger` counts them)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from dataprotection import pointintime as pit
 from dataprotection.copier import CopyTuning, MiB
 from dataprotection.listing import is_versioned, iso
 from dataprotection.operators.base import DataProtectionOperator
+from dataprotection.operators.gdpr_common import load_redactor
 from dataprotection.reports import write_report
 
 
@@ -55,7 +59,8 @@ class _PointInTimeOperator(DataProtectionOperator):
 # --------------------------------------------------------------------------- one file
 class S3FileVersionResolveOperator(_PointInTimeOperator):
     """Validates the params and picks the version of exactly `key` to restore (read-only). Returns the
-    resolution: status "found" with its origin (version id, size, ETag) or "did_not_exist" with why."""
+    resolution: status "found" with its origin (version id, size, ETag), "did_not_exist" with why, or
+    "erased" when the GDPR erasure ledger says the key was erased (it is then never restored)."""
 
     template_fields = ("bucket", "key", "mode", "version_id", "as_of", "source", "destination", "recovery_prefix")
 
@@ -80,6 +85,7 @@ class S3FileVersionResolveOperator(_PointInTimeOperator):
         resolution = pit.resolve_file(
             self.primary, self.primary, bucket=self.bucket, key=self.key, mode=self.mode,
             version_id=_opt(self.version_id), as_of=as_of, source=self.source, store_bucket=self.plan.backup.bucket,
+            redactor=load_redactor(self.primary, self.plan),
         )
         resolution.update(destination=self.destination, dest_bucket=self.bucket, dest_key=dest_key)
         if resolution["status"] == "found":
@@ -115,6 +121,7 @@ class S3FileRestoreOperator(_PointInTimeOperator):
             "reason": r.get("reason"),
             "resolution": r,
             "restored": result,
+            "gdpr_ledger": {"erased_skipped": int(r["status"] == "erased")},
             "started_at": started,
             "finished_at": _now(),
         }
@@ -199,7 +206,8 @@ class S3BulkRecoveryCheckOperator(_PointInTimeOperator):
 class S3BulkRecoveryOperator(_PointInTimeOperator):
     """Restores every key under the prefix to its state at `as_of` (or only plans it with dry_run):
     streams the version listing or the snapshot manifest, copies server-side in parallel, adds delete
-    markers for newer keys with delete_newer, and writes the report (counts + a sample of decisions)."""
+    markers for newer keys with delete_newer, leaves keys erased under GDPR (the ledger) alone, and
+    writes the report (counts + a sample of decisions)."""
 
     template_fields = ("request",)
 
@@ -216,13 +224,14 @@ class S3BulkRecoveryOperator(_PointInTimeOperator):
             target_prefix=r["target_prefix"], delete_newer=r["delete_newer"], dry_run=r["dry_run"],
             concurrency=self.plan.backup.max_concurrency, tuning=self.tuning, excludes=tuple(self.plan.excludes),
         )
-        result = pit.bulk_recover(self.primary, req)
+        result = pit.bulk_recover(self.primary, req, redactor=load_redactor(self.primary, self.plan))
         doc = {
             "run_id": context["run_id"],
             "params": dict(context["params"]),
             "request": r,
             "dry_run": req.dry_run,
             **asdict(result),
+            "gdpr_ledger": {"erased_skipped": result.erased_skipped},
             "started_at": started,
             "finished_at": _now(),
         }
@@ -235,5 +244,6 @@ class S3BulkRecoveryOperator(_PointInTimeOperator):
             raise RuntimeError(f"{result.counts['failed']} keys could not be restored (e.g. {result.failures[:3]}); "
                                f"report {uri}. Re-run the task: keys already restored are not copied again.")
         return {"report": uri, "dry_run": req.dry_run, "keys": result.keys, **counts,
-                "bytes": result.bytes_restored, "versions_listed": result.versions_listed,
+                "bytes": result.bytes_restored, "erased_skipped": result.erased_skipped,
+                "versions_listed": result.versions_listed,
                 "max_in_flight": result.max_in_flight}

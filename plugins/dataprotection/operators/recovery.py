@@ -1,5 +1,12 @@
 """Operators of s3_complete_recovery: plan (and dry-run report), hardened target buckets, restore
-requests for an archive snapshot, copy back with verification, and the recovery report."""
+requests for an archive snapshot, copy back with verification, and the recovery report.
+
+The copy back re-applies the GDPR erasure ledger: keys an erasure removed are not copied into the
+targets (nor expected there by the verification); the report counts them under `gdpr_ledger`.
+Restore requests still cover every object the snapshot's manifest references: the erasure normally
+removes an erased key's entries from the manifests, and any it left (e.g. copies under Object Lock) must
+be restored too, because the restore sensor waits for every object of the snapshot. A restored archive
+copy is only readable in the archive bucket for `restore_days`; it is never copied back."""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from dataprotection import recovery
 from dataprotection.archive import request_restores, snapshot_locations, validate_request
 from dataprotection.listing import iso
 from dataprotection.operators.base import DataProtectionOperator
+from dataprotection.operators.gdpr_common import load_redactor
 from dataprotection.reports import write_report
 from dataprotection.restore import restore_snapshot
 
@@ -92,7 +100,8 @@ class S3ArchiveRestoreRequestOperator(DataProtectionOperator):
 
 
 class S3SnapshotCopyBackOperator(DataProtectionOperator):
-    """Copies a (restored) snapshot into its target bucket server-side, verifying every checksum."""
+    """Copies a (restored) snapshot into its target bucket server-side, verifying every checksum; keys
+    erased under GDPR (the erasure ledger) are skipped and counted."""
 
     template_fields = ("snapshot",)
 
@@ -106,10 +115,11 @@ class S3SnapshotCopyBackOperator(DataProtectionOperator):
         result = restore_snapshot(self.primary, self.primary, store_bucket=s["store_bucket"],
                                   source_bucket=s["source_bucket"], snapshot_id=s["snapshot_id"],
                                   target_bucket=s["target_bucket"], concurrency=self.plan.backup.max_concurrency,
-                                  skip_existing=True)
+                                  skip_existing=True, redactor=load_redactor(self.primary, self.plan))
         return {"source_bucket": s["source_bucket"], "target_bucket": s["target_bucket"],
                 "snapshot_id": s["snapshot_id"], "objects": result.objects, "bytes": result.bytes,
                 "verified": result.verified, "already_present": result.skipped_present,
+                "erased_skipped": result.erased_skipped,
                 "started_at": started, "finished_at": _now(), "duration_s": round(time.monotonic() - t0, 3)}
 
 
@@ -137,6 +147,7 @@ class S3RecoveryReportOperator(DataProtectionOperator):
             "objects": sum(c["objects"] for c in copies),
             "bytes": sum(c["bytes"] for c in copies),
             "verified": sum(c["verified"] for c in copies),
+            "gdpr_ledger": {"erased_skipped": sum(c.get("erased_skipped", 0) for c in copies)},
             "restore_requests": {"requested": sum(r["requested"] for r in requests),
                                  "already_restored": sum(r["restored"] for r in requests),
                                  "not_archived": sum(r["not_archived"] for r in requests)},
@@ -153,8 +164,8 @@ class S3RecoveryReportOperator(DataProtectionOperator):
         uri = write_report(self.primary, self.plan, "complete-recovery", context["run_id"], doc)
         self.log.info("recovered %d objects (%d bytes) into %s, all verified; report %s",
                       doc["objects"], doc["bytes"], doc["targets"], uri)
-        return {"report": uri, "objects": doc["objects"],
-                "bytes": doc["bytes"], "total_s": doc["total_s"]}
+        return {"report": uri, "objects": doc["objects"], "bytes": doc["bytes"],
+                "erased_skipped": doc["gdpr_ledger"]["erased_skipped"], "total_s": doc["total_s"]}
 
 
 def _seconds(start: str, end: str) -> float:
