@@ -122,6 +122,15 @@ class RetentionRule(_Model):
     expire_days: PosInt
     temporary: bool = False
 
+    @model_validator(mode="after")
+    def _lifecycle_rules(self) -> RetentionRule:
+        if self.temporary and not self.prefix.endswith("/"):
+            raise ValueError(f"temporary prefix {self.prefix!r} must be a folder ending in '/'")
+        days = [t.days for t in self.transitions]
+        if days != sorted(set(days)) or any(d >= self.expire_days for d in days):
+            raise ValueError(f"transition days {days} must be increasing and below expire_days {self.expire_days}")
+        return self
+
 
 class Target(_Model):
     rto_minutes: NonNegInt
@@ -179,6 +188,92 @@ class Alerts(_Model):
     to: list[str] = Field(default_factory=list)
 
 
+class Protection(_Model):
+    """What s3_protection_setup enforces besides the per-bucket settings (see README)."""
+
+    replication_role: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@_-]{1,64}$")] = "dataprotection-s3-replication"
+    encryption: Literal["AES256", "aws:kms"] = "AES256"
+    kms_key_id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    noncurrent_version_expire_days: PosInt = 90
+    temporary_noncurrent_expire_days: PosInt = 1
+    abort_incomplete_multipart_days: PosInt = 7
+
+    @model_validator(mode="after")
+    def _kms_key(self) -> Protection:
+        if (self.encryption == "aws:kms") != (self.kms_key_id is not None):
+            raise ValueError("kms_key_id is required with encryption aws:kms and allowed only with it")
+        return self
+
+
+class Monitoring(_Model):
+    """Thresholds of backup_monitoring's checks."""
+
+    snapshot_max_age_hours: Annotated[int, Field(ge=1, le=720)] = 26
+    archive_max_age_days: Annotated[int, Field(ge=1, le=366)] = 8
+    spot_check_sample: Annotated[int, Field(ge=1, le=100_000)] = 20
+    fresh_snapshot_max_entries: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
+
+
+# --------------------------------------------------------------------------- recovery tests and DR drills
+DnsName = Annotated[str, Field(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+$")]  # lowercase, ending "."
+FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+def _env_name(value: str) -> str:
+    # Lambda reserves AWS_* (AWS_REGION among them) and _* environment variables: refuse them.
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,99}", value) or value.startswith("AWS_"):
+        raise ValueError(f"{value!r} is not allowed: use A-Z, 0-9, _ starting with a letter, not AWS_* (reserved)")
+    return value
+
+
+def _endpoint_template(value: str) -> str:
+    if "{bucket}" not in value or "{region}" not in value or not re.fullmatch(r"[a-z0-9.{}-]+", value):
+        raise ValueError(f"{value!r} must be a host name containing {{bucket}} and {{region}}")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+ObjectName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")]
+TargetName = Literal["single_file_corruption", "bucket_deletion", "regional_outage", "complete_data_loss"]
+
+
+class RecoveryTest(_Model):
+    sample_size: Annotated[int, Field(ge=1, le=10_000)] = 5
+    versions_lookback_days: Annotated[int, Field(ge=1, le=365)] = 30
+    scratch_bucket_prefix: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,40}$")] = "dp-recovery-test"
+    scratch_schema_prefix: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,40}$")] = "dp_recovery_test"
+    archive_restore_tier: Literal["Standard", "Bulk"] = "Standard"
+    archive_restore_wait_minutes: Annotated[int, Field(ge=1, le=2880)] = 720
+    # which of plan.targets each scenario's measured duration is held against
+    scenario_targets: dict[
+        Literal["snapshot_sample", "point_in_time", "archive_object", "table_export"], TargetName
+    ] = Field(default_factory=lambda: {"snapshot_sample": "bucket_deletion", "point_in_time": "single_file_corruption",
+                                       "archive_object": "complete_data_loss", "table_export": "bucket_deletion"})
+
+
+class Failover(_Model):
+    hosted_zone: DnsName  # looked up by name: zone ids differ per account
+    record_name: DnsName
+    record_type: Literal["CNAME"] = "CNAME"
+    ttl: Annotated[int, Field(ge=0, le=86_400)] = 60
+    endpoint_bucket: BucketName  # a source bucket with a replica: the record points at it or its replica
+    endpoint_template: Annotated[str, AfterValidator(_endpoint_template)] = "{bucket}.s3.{region}.amazonaws.com"
+    function_name: FunctionName
+    function_region: Region | None = None  # default: the primary region
+    bucket_variables: dict[EnvName, BucketName] = Field(min_length=1)  # env variable -> plan source bucket
+    region_variable: EnvName = "STORAGE_REGION"
+    canary_name: ObjectName = "_dataprotection/failover-canary.txt"  # under each bucket's first replicated prefix
+    wait_seconds: Annotated[int, Field(ge=1, le=3600)] = 300  # for Route 53 INSYNC and the function update
+
+
+class Drill(_Model):
+    record_name: DnsName
+    function_name: FunctionName
+    canaries: Annotated[int, Field(ge=1, le=1000)] = 3
+    canary_prefix: ObjectName = "_dataprotection/drill"
+    replication_wait_seconds: Annotated[int, Field(ge=0, le=3600)] = 900
+
+
 class Plan(_Model):
     version: Literal[1]
     connections: Connections = Field(default_factory=Connections)
@@ -196,6 +291,11 @@ class Plan(_Model):
     database: Database
     gdpr: Gdpr = Field(default_factory=Gdpr)
     alerts: Alerts = Field(default_factory=Alerts)
+    protection: Protection = Field(default_factory=Protection)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    recovery_test: RecoveryTest = Field(default_factory=RecoveryTest)
+    failover: Failover | None = None
+    drill: Drill | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
@@ -213,6 +313,38 @@ class Plan(_Model):
         for i, up in enumerate(self.gdpr.user_prefixes):
             if up.bucket not in known:
                 raise _FieldError(f"gdpr.user_prefixes[{i}].bucket", f"{up.bucket!r} is not a source bucket", known)
+        return self
+
+    @model_validator(mode="after")
+    def _failover_checks(self) -> Plan:
+        with_replica = {b.name for b in self.source_buckets if b.replica}
+        fo = self.failover
+        for field, target in self.recovery_test.scenario_targets.items():
+            if target not in self.targets:
+                raise _FieldError(f"recovery_test.scenario_targets.{field}", f"{target!r} is not in targets",
+                                  set(self.targets))
+        if fo is not None:
+            if fo.endpoint_bucket not in with_replica:
+                raise _FieldError("failover.endpoint_bucket",
+                                  f"{fo.endpoint_bucket!r} is not a source bucket with a replica", with_replica)
+            for var, bucket in fo.bucket_variables.items():
+                if bucket not in with_replica:
+                    raise _FieldError(f"failover.bucket_variables.{var}",
+                                      f"{bucket!r} is not a source bucket with a replica", with_replica)
+            if fo.region_variable in fo.bucket_variables:
+                raise _FieldError("failover.region_variable", f"{fo.region_variable!r} is also a bucket variable")
+            if not (fo.record_name == fo.hosted_zone or fo.record_name.endswith("." + fo.hosted_zone)):
+                raise _FieldError("failover.record_name", f"{fo.record_name!r} is not in zone {fo.hosted_zone!r}")
+        if self.drill is not None:
+            if fo is None:
+                raise _FieldError("drill", "a drill needs the failover section")
+            if self.drill.record_name == fo.record_name:
+                raise _FieldError("drill.record_name", "must differ from failover.record_name (the production record)")
+            if self.drill.function_name == fo.function_name:
+                raise _FieldError("drill.function_name",
+                                  "must differ from failover.function_name (the production function)")
+            if not self.drill.record_name.endswith("." + fo.hosted_zone):
+                raise _FieldError("drill.record_name", f"{self.drill.record_name!r} is not in zone {fo.hosted_zone!r}")
         return self
 
     # Lookups used by DAGs and core code.

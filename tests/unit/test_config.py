@@ -84,3 +84,62 @@ def test_plan_file_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("DATAPROTECTION_CONFIG", str(broken))
     with pytest.raises(PlanError, match=str(broken)):
         load_plan()
+
+
+# --------------------------------------------------------------------------- recovery_test / failover / drill
+FAILOVER_CASES = {
+    "drill record equal to the production record": (
+        lambda d: d["drill"].update(record_name=d["failover"]["record_name"]),
+        "drill.record_name: must differ from failover.record_name (the production record)",
+    ),
+    "drill function equal to the production function": (
+        lambda d: d["drill"].update(function_name=d["failover"]["function_name"]),
+        "drill.function_name: must differ from failover.function_name (the production function)",
+    ),
+    "reserved Lambda variable as the region variable": (
+        lambda d: d["failover"].update(region_variable="AWS_REGION"),
+        "failover.region_variable: 'AWS_REGION' is not allowed: use A-Z, 0-9, _ starting with a letter, not AWS_*",
+    ),
+    "bucket variable naming a bucket not in the plan": (
+        lambda d: d["failover"]["bucket_variables"].update(UPLOADS_BUCKET="matbakh-backups"),
+        "failover.bucket_variables.UPLOADS_BUCKET: 'matbakh-backups' is not a source bucket with a replica",
+    ),
+    "record outside the zone": (
+        lambda d: d["failover"].update(record_name="files.example.org."),
+        "failover.record_name: 'files.example.org.' is not in zone 'matbakh.app.'",
+    ),
+    "endpoint template without a region": (
+        lambda d: d["failover"].update(endpoint_template="{bucket}.s3.amazonaws.com"),
+        "failover.endpoint_template: '{bucket}.s3.amazonaws.com' must be a host name containing {bucket} and {region}",
+    ),
+    "zero sample size": (
+        lambda d: d["recovery_test"].update(sample_size=0),
+        "recovery_test.sample_size: Input should be greater than or equal to 1 (got 0)",
+    ),
+    "scenario target not in targets": (
+        lambda d: d["recovery_test"]["scenario_targets"].update(table_export="meteor_strike"),
+        "recovery_test.scenario_targets.table_export: 'meteor_strike' is not allowed",
+    ),
+    "negative replication wait": (
+        lambda d: d["drill"].update(replication_wait_seconds=-1),
+        "drill.replication_wait_seconds: Input should be greater than or equal to 0 (got -1)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILOVER_CASES))
+def test_bad_failover_drill_or_recovery_test_section(case):
+    mutate, expected = FAILOVER_CASES[case]
+    with pytest.raises(PlanError) as info:
+        parse_plan(_mutate(mutate), source="plan.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("plan.yaml: " + expected), message
+
+
+def test_shipped_failover_and_drill_sections():
+    plan = load_plan(DEFAULT_PLAN_PATH)
+    assert plan.drill.record_name != plan.failover.record_name
+    assert plan.drill.function_name != plan.failover.function_name
+    assert plan.failover.region_variable != "AWS_REGION"
+    assert set(plan.failover.bucket_variables.values()) <= set(plan.bucket_names)
