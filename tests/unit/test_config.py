@@ -143,3 +143,39 @@ def test_shipped_failover_and_drill_sections():
     assert plan.drill.function_name != plan.failover.function_name
     assert plan.failover.region_variable != "AWS_REGION"
     assert set(plan.failover.bucket_variables.values()) <= set(plan.bucket_names)
+
+
+# --------------------------------------------------------------------------- protection, monitoring, temp prefixes
+PROTECTION_CASES = {
+    "kms without a key": (lambda d: d["protection"].update(encryption="aws:kms"),
+                          "protection: kms_key_id is required with encryption aws:kms and allowed only with it"),
+    "unknown encryption": (lambda d: d["protection"].update(encryption="DES"), "protection.encryption: 'DES' is not allowed"),
+    "bad role name": (lambda d: d["protection"].update(replication_role="a role"),
+                      "protection.replication_role: 'a role' does not match"),
+    "zero noncurrent days": (lambda d: d["protection"].update(noncurrent_version_expire_days=0),
+                             "protection.noncurrent_version_expire_days: Input should be greater than or equal to 1"),
+    "unknown monitoring key": (lambda d: d["monitoring"].update(rpo_hours=3), "monitoring.rpo_hours: unknown key"),
+    "zero snapshot age": (lambda d: d["monitoring"].update(snapshot_max_age_hours=0),
+                          "monitoring.snapshot_max_age_hours: Input should be greater than or equal to 1"),
+    "temporary prefix not a folder": (lambda d: d["retention"][3].update(prefix="temp"),
+                                      "retention[3]: temporary prefix 'temp' must be a folder ending in '/'"),
+    "transition after expiry": (lambda d: d["retention"][2].update(transitions=[{"days": 40, "storage_class": "GLACIER"}]),
+                                "retention[2]: transition days [40] must be increasing and below expire_days 30"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROTECTION_CASES))
+def test_bad_protection_or_monitoring_section(case):
+    mutate, expected = PROTECTION_CASES[case]
+    with pytest.raises(PlanError) as info:
+        parse_plan(_mutate(mutate), source="plan.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("plan.yaml: " + expected), message
+
+
+def test_shipped_protection_and_monitoring_sections():
+    plan = load_plan(DEFAULT_PLAN_PATH)
+    assert plan.protection.encryption == "AES256" and plan.protection.kms_key_id is None
+    assert plan.monitoring.snapshot_max_age_hours == 26 and plan.monitoring.archive_max_age_days == 8
+    assert [r.prefix for r in plan.retention if r.temporary] == ["temp/", "tmp/"]
