@@ -132,16 +132,6 @@ class RetentionRule(_Model):
         return self
 
 
-    @model_validator(mode="after")
-    def _lifecycle_rules(self) -> RetentionRule:
-        if self.temporary and not self.prefix.endswith("/"):
-            raise ValueError(f"temporary prefix {self.prefix!r} must be a folder ending in '/'")
-        days = [t.days for t in self.transitions]
-        if days != sorted(set(days)) or any(d >= self.expire_days for d in days):
-            raise ValueError(f"transition days {days} must be increasing and below expire_days {self.expire_days}")
-        return self
-
-
 class Target(_Model):
     rto_minutes: NonNegInt
     rpo_minutes: NonNegInt
@@ -196,32 +186,6 @@ class Alerts(_Model):
     notifier: Literal["log", "smtp"] = "log"
     smtp_conn_id: str = "smtp_default"
     to: list[str] = Field(default_factory=list)
-
-
-class Protection(_Model):
-    """What s3_protection_setup enforces besides the per-bucket settings (see README)."""
-
-    replication_role: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@_-]{1,64}$")] = "dataprotection-s3-replication"
-    encryption: Literal["AES256", "aws:kms"] = "AES256"
-    kms_key_id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    noncurrent_version_expire_days: PosInt = 90
-    temporary_noncurrent_expire_days: PosInt = 1
-    abort_incomplete_multipart_days: PosInt = 7
-
-    @model_validator(mode="after")
-    def _kms_key(self) -> Protection:
-        if (self.encryption == "aws:kms") != (self.kms_key_id is not None):
-            raise ValueError("kms_key_id is required with encryption aws:kms and allowed only with it")
-        return self
-
-
-class Monitoring(_Model):
-    """Thresholds of backup_monitoring's checks."""
-
-    snapshot_max_age_hours: Annotated[int, Field(ge=1, le=720)] = 26
-    archive_max_age_days: Annotated[int, Field(ge=1, le=366)] = 8
-    spot_check_sample: Annotated[int, Field(ge=1, le=100_000)] = 20
-    fresh_snapshot_max_entries: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
 
 
 class Protection(_Model):
@@ -327,8 +291,6 @@ class Plan(_Model):
     database: Database
     gdpr: Gdpr = Field(default_factory=Gdpr)
     alerts: Alerts = Field(default_factory=Alerts)
-    protection: Protection = Field(default_factory=Protection)
-    monitoring: Monitoring = Field(default_factory=Monitoring)
     protection: Protection = Field(default_factory=Protection)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     recovery_test: RecoveryTest = Field(default_factory=RecoveryTest)
