@@ -149,7 +149,8 @@ def test_shipped_failover_and_drill_sections():
 PROTECTION_CASES = {
     "kms without a key": (lambda d: d["protection"].update(encryption="aws:kms"),
                           "protection: kms_key_id is required with encryption aws:kms and allowed only with it"),
-    "unknown encryption": (lambda d: d["protection"].update(encryption="DES"), "protection.encryption: 'DES' is not allowed"),
+    "unknown encryption": (lambda d: d["protection"].update(encryption="DES"),
+                           "protection.encryption: 'DES' is not allowed"),
     "bad role name": (lambda d: d["protection"].update(replication_role="a role"),
                       "protection.replication_role: 'a role' does not match"),
     "zero noncurrent days": (lambda d: d["protection"].update(noncurrent_version_expire_days=0),
@@ -159,7 +160,8 @@ PROTECTION_CASES = {
                           "monitoring.snapshot_max_age_hours: Input should be greater than or equal to 1"),
     "temporary prefix not a folder": (lambda d: d["retention"][3].update(prefix="temp"),
                                       "retention[3]: temporary prefix 'temp' must be a folder ending in '/'"),
-    "transition after expiry": (lambda d: d["retention"][2].update(transitions=[{"days": 40, "storage_class": "GLACIER"}]),
+    "transition after expiry": (lambda d: d["retention"][2].update(
+        transitions=[{"days": 40, "storage_class": "GLACIER"}]),
                                 "retention[2]: transition days [40] must be increasing and below expire_days 30"),
 }
 

@@ -151,7 +151,8 @@ def test_changed_plan_prefix_is_drift_although_s3_does_not_echo_filters(plan, s3
 def test_normalized_lifecycle_ignores_response_shape():
     put = lifecycle._rule("r", "a/", transitions=[(30, "STANDARD_IA")], expire_days=90, noncurrent_days=7,
                           abort_days=3)
-    legacy = {"ID": "r", "Status": "Enabled", "Prefix": "a/", "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}],
+    legacy = {"ID": "r", "Status": "Enabled", "Prefix": "a/",
+              "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}],
               "Expiration": {"Days": 90}, "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
               "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 3}}
     wrapped = {**put, "Filter": {"And": {"Prefix": "a/"}}}
