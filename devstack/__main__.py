@@ -33,6 +33,7 @@ from dataprotection.config import load_plan, plan_path
 from dataprotection.s3client import make_client
 from devstack import services
 from devstack.seed import seed_all
+from devstack.seed_failover import seed_failover
 
 REPO = services.REPO
 STATE_DIR = Path(os.environ.get("DATAPROTECTION_DEVSTACK_DIR") or REPO / ".devstack").absolute()
@@ -173,6 +174,7 @@ def up() -> None:
     primary = make_client(plan.regions.primary, endpoint_url=s3_url)
     backup = make_client(plan.regions.backup, endpoint_url=s3_url)
     summary = seed_all(plan, primary, backup, app_uri)
+    seed_failover(plan, primary, s3_url)  # Route 53 zone/records, functions, failover canaries
     env = devstack_env(s3_url, app_uri)
     os.environ.update(env)
     _ensure_replicator(state, s3_url)

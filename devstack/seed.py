@@ -15,7 +15,6 @@ import psycopg
 from botocore.exceptions import ClientError
 
 from dataprotection.config import Plan
-from devstack.seed_failover import seed_failover
 
 USERS = {
     "u1001": "Alice Bakery",
@@ -148,7 +147,6 @@ def seed_all(plan: Plan, primary, backup, conninfo: str | None) -> SeedSummary:
     summary = SeedSummary(buckets=create_buckets(plan, primary, backup))
     rows = seed_objects(plan, primary)
     summary.objects = len(rows)
-    seed_failover(plan, primary)  # Route 53 records, functions, failover canaries
     if conninfo:
         summary.rows = seed_database(conninfo, plan, rows)
     return summary
