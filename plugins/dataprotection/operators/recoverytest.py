@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from dataprotection import recoverytest as rt
 from dataprotection.hooks.appdb import AppDatabaseHook
 from dataprotection.operators.base import DataProtectionOperator
@@ -52,6 +54,12 @@ class RecoveryScenarioOperator(_RecoveryTestOperator):
         self.scenario = scenario
 
     def execute(self, context) -> dict:
+        try:
+            return self._run(context)
+        except rt.ScenarioError as exc:  # nothing to test yet (no snapshot...): retrying would not help
+            raise AirflowFailException(str(exc)) from None
+
+    def _run(self, context) -> dict:
         run_id = context["run_id"]
         bucket, schema = rt.scratch_names(self.plan, run_id)
         if self.scenario == "snapshot_sample":
