@@ -143,6 +143,12 @@ BAD_PARAMS = {
         {"url_rewrite_from": 42},
         {"dry_run": "no"},
     ],
+    "s3_regional_failover": [
+        {"direction": "sideways"},
+        {"direction": ""},
+        {"direction": "failover; rm -rf /"},
+        {"dry_run": "no"},
+    ],
     "s3_file_recovery": [
         {"bucket": "not-in-the-plan"},
         {"bucket": "matbakh-backups"},
