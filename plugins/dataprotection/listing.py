@@ -8,11 +8,16 @@ bucket with ListObjectsV2. Both can be bounded to a key range (after, upto] for 
 from __future__ import annotations
 
 import fnmatch
+import queue
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,85 @@ def _list_versions(client, bucket, prefix, key_range, page_size) -> Iterator[Sou
                 last_modified=v["LastModified"],
                 storage_class=v.get("StorageClass", "STANDARD"),
             )
+
+
+class Prefetched(Generic[T]):
+    """Runs an iterator (a paginated listing) in a background thread, a few batches ahead.
+
+    The next listing page is fetched while the caller works on the current one, and the first page
+    is already on its way while the caller does other requests. Items cross the thread in batches
+    (one queue hand-off per `batch` items, so a million-key listing adds no per-item cost); an error
+    of the listing is raised in the caller at the point where the items stopped. Use it as a context
+    manager (or call `close()`): leaving early stops the thread after its current request.
+    """
+
+    _DONE = object()
+
+    def __init__(self, items: Iterable[T], *, batch: int = 500, depth: int = 4) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._current: Iterator[T] = iter(())
+        self._finished = False
+        self._thread = threading.Thread(target=self._produce, args=(iter(items), batch), daemon=True,
+                                        name="listing-prefetch")
+        self._thread.start()
+
+    def _put(self, value: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(value, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, items: Iterator[T], batch: int) -> None:
+        chunk: list[T] = []
+        try:
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= batch:
+                    if not self._put(chunk):
+                        return
+                    chunk = []
+            if chunk and not self._put(chunk):
+                return
+            self._put(self._DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            if not chunk or self._put(chunk):
+                self._put(_Failure(exc))
+
+    def __iter__(self) -> Prefetched[T]:
+        return self
+
+    def __next__(self) -> T:
+        while True:
+            for item in self._current:
+                return item
+            if self._finished:
+                raise StopIteration
+            value = self._queue.get()
+            if value is self._DONE:
+                self._finished = True
+                raise StopIteration
+            if isinstance(value, _Failure):
+                self._finished = True
+                raise value.exc
+            self._current = iter(value)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def __enter__(self) -> Prefetched[T]:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exc: BaseException
 
 
 def top_level_prefixes(client, bucket: str) -> list[str]:

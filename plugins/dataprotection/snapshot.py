@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,16 @@ from botocore.exceptions import (
 
 from dataprotection import manifest as mf
 from dataprotection.copier import CopySpec, CopyTuning, OrderedPool, copy_object
-from dataprotection.listing import ALL_KEYS, KeyRange, SourceObject, is_excluded, is_versioned, iso, list_live_objects
+from dataprotection.listing import (
+    ALL_KEYS,
+    KeyRange,
+    Prefetched,
+    SourceObject,
+    is_excluded,
+    is_versioned,
+    iso,
+    list_live_objects,
+)
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 5000
@@ -172,8 +182,8 @@ def take_snapshot(source, store, spec: SnapshotSpec) -> dict:
         if existing is not None:
             log.info("snapshot %s of %s is already complete; nothing to do", spec.snapshot_id, spec.source_bucket)
             return existing
-        take_shard(source, store, spec, shard=0, key_range=ALL_KEYS)
-        return finalize_snapshot(store, spec, shard_count=1)
+        part = take_shard(source, store, spec, shard=0, key_range=ALL_KEYS)
+        return finalize_snapshot(store, spec, shard_count=1, finished=[asdict(part)])
 
 
 def take_shard(source, store, spec: SnapshotSpec, *, shard: int = 0, key_range: KeyRange = ALL_KEYS) -> ShardResult:
@@ -203,16 +213,23 @@ def s3_errors(spec: SnapshotSpec) -> Generator[None, None, None]:
 
 def _take_shard(source, store, spec: SnapshotSpec, shard: int, key_range: KeyRange) -> ShardResult:
     done_key = mf.part_done_key(spec.source_bucket, spec.snapshot_id, shard)
-    done = mf.read_json(store, spec.store_bucket, done_key)
+    started_key = mf.started_key(spec.source_bucket, spec.snapshot_id, shard)
+    # four independent lookups, made at once (each is a round trip; an unchanged run is mostly these)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="snapshot-probe") as probes:
+        done_f = probes.submit(mf.read_json, store, spec.store_bucket, done_key)
+        started_f = probes.submit(mf.read_json, store, spec.store_bucket, started_key)
+        versioned_f = probes.submit(is_versioned, source, spec.source_bucket)
+        previous_f = probes.submit(latest_snapshot, store, spec.store_bucket, spec.source_bucket,
+                                   before=spec.snapshot_id)
+    done = done_f.result()
     if done is not None:
         log.info("shard %d of snapshot %s already finished; nothing to do", shard, spec.snapshot_id)
         return ShardResult(**done)
 
     started = time.monotonic()
-    started_key = mf.started_key(spec.source_bucket, spec.snapshot_id, shard)
-    resuming = mf.read_json(store, spec.store_bucket, started_key) is not None
-    versioned = is_versioned(source, spec.source_bucket)
-    previous = latest_snapshot(store, spec.store_bucket, spec.source_bucket, before=spec.snapshot_id)
+    resuming = started_f.result() is not None
+    versioned = versioned_f.result()
+    previous = previous_f.result()
     mf.write_json(store, spec.store_bucket, started_key, {
         "snapshot_id": spec.snapshot_id, "shard": shard, "after": key_range.after, "upto": key_range.upto,
         "previous_snapshot": previous, "started_at": iso(datetime.now(UTC)),
@@ -225,11 +242,12 @@ def _take_shard(source, store, spec: SnapshotSpec, shard: int, key_range: KeyRan
         "; resuming an interrupted run" if resuming else "",
     )
 
+    # the listing runs ahead in a thread: its first page is fetched while the previous manifest is read
+    listing = Prefetched(list_live_objects(source, spec.source_bucket, versioned=versioned, key_range=key_range))
     prev_entries = _previous_entries(store, spec, previous, key_range)
-    listing = list_live_objects(source, spec.source_bucket, versioned=versioned, key_range=key_range)
     work = _plan(listing, prev_entries, spec, result, store, resuming)
 
-    with mf.ManifestWriter() as writer:
+    with listing, mf.ManifestWriter() as writer:
         pool = OrderedPool(workers=spec.concurrency)
         for n, (entry, outcome) in enumerate(pool.run(work), start=1):
             if outcome is not None:
@@ -327,8 +345,13 @@ def _progress(result: ShardResult, n: int, started: float) -> None:
 
 
 # --------------------------------------------------------------------------- completing a snapshot
-def finalize_snapshot(store, spec: SnapshotSpec, shard_count: int) -> dict:
-    """Check that every shard finished and write summary.json LAST (marks the snapshot complete)."""
+def finalize_snapshot(store, spec: SnapshotSpec, shard_count: int, finished: list[dict] | None = None) -> dict:
+    """Check that every shard finished and write summary.json LAST (marks the snapshot complete).
+
+    `finished`: the shard results of this very process (take_snapshot), in shard order; then the
+    shards' `part-NNNNN.json` records it has just written are not read back."""
+    if finished is not None and len(finished) == shard_count:
+        return _write_summary(store, spec, finished)
     existing = read_summary(store, spec.store_bucket, spec.source_bucket, spec.snapshot_id)
     if existing is not None:
         return existing
@@ -341,6 +364,10 @@ def finalize_snapshot(store, spec: SnapshotSpec, shard_count: int) -> dict:
                 "re-run its task, then this one"
             )
         parts.append(done)
+    return _write_summary(store, spec, parts)
+
+
+def _write_summary(store, spec: SnapshotSpec, parts: list[dict]) -> dict:
     totals = {k: sum(p[k] for p in parts)
               for k in ("objects", "bytes", "copied", "copied_bytes", "skipped", "found_stored", "excluded")}
     summary = {
