@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from dataprotection.config import Plan
 
@@ -67,7 +67,7 @@ def temporary_prefixes(plan: Plan, bucket: str) -> list[TempPrefix]:
 def _versions(client, bucket: str, prefix: str):
     """Every version and delete marker under `prefix`, grouped per key (in listing order)."""
     group: list[_Version] = []
-    newest: dict[str, datetime] = {}
+    newest: dict[str, float] = {}
     for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
         entries = [(v, False) for v in page.get("Versions", [])] + [(m, True) for m in page.get("DeleteMarkers", [])]
         entries.sort(key=lambda e: e[0]["Key"])
@@ -79,19 +79,22 @@ def _versions(client, bucket: str, prefix: str):
                 yield group, newest.pop(group[0].key)
                 group = []
             group.append(_Version(key, item["VersionId"], 0 if marker else int(item.get("Size", 0)), marker))
-            if newest.get(key) is None or item["LastModified"] > newest[key]:
-                newest[key] = item["LastModified"]
+            # compared as POSIX seconds: botocore's tzlocal() timestamps do not always compare with UTC ones
+            modified = item["LastModified"].timestamp()
+            if newest.get(key) is None or modified > newest[key]:
+                newest[key] = modified
     if group:
         yield group, newest.pop(group[0].key)
 
 
 def plan_prefix(client, bucket: str, tp: TempPrefix, now: datetime) -> tuple[PrefixResult, list[_Version]]:
     """The preview: which versions of which keys are expired (nothing is changed)."""
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)  # a naive time is UTC
     cutoff = now - timedelta(days=tp.expire_days)
     result = PrefixResult(tp.rule, tp.prefix, tp.expire_days, cutoff.strftime("%Y-%m-%dT%H:%M:%SZ"))
     doomed: list[_Version] = []
     for group, newest in _versions(client, bucket, tp.prefix):
-        if newest < cutoff:
+        if newest < cutoff.timestamp():
             result.keys_expired += 1
             doomed += group
         else:
