@@ -8,6 +8,7 @@ raised a `CheckFailed`.
 
 from __future__ import annotations
 
+import html
 import logging
 
 from airflow.sdk import BaseNotifier
@@ -52,7 +53,7 @@ class DataProtectionNotifier(BaseNotifier):
         if alerts.notifier == "smtp" and alerts.to:
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-            SmtpNotifier(to=alerts.to, subject=subject, html_content=f"<pre>{body}</pre>",
+            SmtpNotifier(to=alerts.to, subject=subject, html_content=f"<pre>{html.escape(body)}</pre>",
                          smtp_conn_id=alerts.smtp_conn_id).notify(context)
 
 
