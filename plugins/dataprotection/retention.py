@@ -10,6 +10,7 @@ deleted is logged (counts and a sample) before anything is deleted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,11 +52,11 @@ def expire_snapshots(store, store_bucket: str, source_bucket: str, *, cutoff: st
 
 
 def _delete_snapshot(store, bucket: str, source_bucket: str, snapshot_id: str) -> None:
-    """Summary first, so a half-deleted snapshot never looks complete; then the rest."""
-    store.delete_object(Bucket=bucket, Key=mf.summary_key(source_bucket, snapshot_id))
-    keys = [o["Key"] for page in store.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=mf.snapshot_prefix(source_bucket, snapshot_id)) for o in page.get("Contents", [])]
-    _delete_keys(store, bucket, keys)
+    """Summary first, so a half-deleted snapshot never looks complete; then the rest, every version of it
+    (the store bucket is versioned: a plain delete would keep manifests, which name keys, as old versions)."""
+    summary = mf.summary_key(source_bucket, snapshot_id)
+    _delete_versions(store, bucket, [v for v in _versions(store, bucket, summary) if v["Key"] == summary])
+    _delete_versions(store, bucket, list(_versions(store, bucket, mf.snapshot_prefix(source_bucket, snapshot_id))))
 
 
 def _sweep(store, bucket: str, source_bucket: str, result: RetentionResult, complete: list[str],
@@ -66,19 +67,23 @@ def _sweep(store, bucket: str, source_bucket: str, result: RetentionResult, comp
         referenced.update(e.location for e in iter_manifest(store, bucket, source_bucket, sid))
     result.referenced_objects = len(referenced)
     guard = _unfinished_since(store, bucket, source_bucket, [s for s in result.kept if s not in complete])
-    doomed: list[str] = []
-    for page in store.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=mf.data_prefix(source_bucket)):
-        for obj in page.get("Contents", []):
-            if obj["Key"] in referenced or (guard is not None and obj["LastModified"] >= guard):
-                continue
-            doomed.append(obj["Key"])
-            result.swept_bytes += obj["Size"]
-    result.swept_objects = len(doomed)
+    # every version and delete marker of an unreferenced stored object goes: in a versioned store bucket
+    # a plain delete would keep the bytes as an old version, out of reach of retention and of erasure
+    doomed: list[dict] = []
+    keys: set[str] = set()
+    for v in _versions(store, bucket, mf.data_prefix(source_bucket)):
+        if v["Key"] in referenced or (guard is not None and v["LastModified"] >= guard):
+            continue
+        doomed.append(v)
+        keys.add(v["Key"])
+        result.swept_bytes += v.get("Size", 0)
+    result.swept_objects = len(keys)
     log.info("sweep of %s: %d stored objects referenced by %d kept snapshots; %s %d unreferenced objects "
-             "(%d bytes), e.g. %s", source_bucket, len(referenced), len(kept_complete),
-             "would delete" if dry_run else "deleting", len(doomed), result.swept_bytes, doomed[:5])
+             "(%d versions, %d bytes), e.g. %s", source_bucket, len(referenced), len(kept_complete),
+             "would delete" if dry_run else "deleting", len(keys), len(doomed), result.swept_bytes,
+             sorted(keys)[:5])
     if not dry_run:
-        _delete_keys(store, bucket, doomed)
+        _delete_versions(store, bucket, doomed)
 
 
 def _unfinished_since(store, bucket: str, source_bucket: str, unfinished: list[str]) -> datetime | None:
@@ -91,10 +96,17 @@ def _unfinished_since(store, bucket: str, source_bucket: str, unfinished: list[s
     return min(starts) if starts else None
 
 
-def _delete_keys(store, bucket: str, keys: list[str]) -> None:
-    for i in range(0, len(keys), BATCH):
-        batch = keys[i:i + BATCH]
-        response = store.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+def _versions(store, bucket: str, prefix: str) -> Iterator[dict]:
+    """Every version and delete marker under `prefix` (an unversioned bucket lists each object once)."""
+    for page in store.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Versions", [])
+        yield from page.get("DeleteMarkers", [])
+
+
+def _delete_versions(store, bucket: str, versions: list[dict]) -> None:
+    for i in range(0, len(versions), BATCH):
+        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions[i:i + BATCH]]
+        response = store.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         errors = response.get("Errors", [])
         if errors:
             raise RuntimeError(f"{len(errors)} deletions failed in s3://{bucket}, e.g. {errors[:3]}")

@@ -32,6 +32,8 @@ def build(s3, s3_backup, plan, app_db: str, endpoint: str) -> dict:
     s3.create_bucket(Bucket=uploads, ObjectLockEnabledForBucket=True,
                      CreateBucketConfiguration={"LocationConstraint": plan.regions.primary})
     create_buckets(plan, s3, s3_backup)
+    for bucket in (plan.backup.bucket, plan.archive.bucket, plan.compliance_bucket):  # as s3_protection_setup does
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     put = lambda b, k, body, **kw: s3.put_object(Bucket=b, Key=k, Body=body, **kw)  # noqa: E731
     put(uploads, "user-uploads/u1/menu.pdf", b"u1 menu v1")
     put(uploads, "user-uploads/u1/menu.pdf", b"u1 menu v2")

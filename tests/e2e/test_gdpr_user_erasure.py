@@ -3,6 +3,7 @@ approval is answered through the same API function the UI's Required Actions pag
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import psycopg
@@ -106,6 +107,13 @@ def test_approved_erasure_removes_the_user_everywhere_and_certifies(run_dag, s3,
                 if source == uploads:
                     assert {"user-uploads/u10/menu.pdf", "user-uploads/u1.bak"} <= keys
                     assert summary["redactions"][-1]["entries"] > 0
+        # the store buckets are versioned: no old version of a rewritten manifest part may name an erased key
+        parts = [(k, vid) for k, vid, marker, _ in all_versions(s3, store_bucket)
+                 if k.endswith(".jsonl.gz") and not marker]
+        assert len(parts) == len({k for k, _ in parts}), "old manifest versions left behind"
+        for key, vid in parts:
+            body = gzip.decompress(s3.get_object(Bucket=store_bucket, Key=key, VersionId=vid)["Body"].read())
+            assert not [k for k in erased if k.encode() in body], key
 
     # database: u1's uploads gone, profile URLs nulled, everyone else untouched
     with psycopg.connect(app_db) as conn:

@@ -346,3 +346,25 @@ def test_retention_always_keeps_the_newest_complete_snapshot(buckets):
     assert result.kept == ["2026-01-01"] and result.expired == []
     restore_snapshot(s3, s3, store_bucket=STORE, source_bucket=SRC, snapshot_id="2026-01-01", target_bucket=TARGET)
     assert _read_all(s3, TARGET) == {"x": b"1"}
+
+
+def test_retention_in_a_versioned_store_leaves_no_old_version(s3):
+    # s3_protection_setup versions the backup bucket: retention must delete every version, or expired
+    # manifests (key names) and unreferenced bytes would live on as noncurrent versions
+    _bucket(s3, SRC)
+    _bucket(s3, STORE, versioned=True)
+    _bucket(s3, TARGET, versioned=False)
+    _put_all(s3, {"keep": b"k", "gone": b"g1"})
+    take_snapshot(s3, s3, _spec("2026-11-01"))
+    s3.delete_object(Bucket=SRC, Key="gone")
+    take_snapshot(s3, s3, _spec("2026-11-02"))
+    result = expire_snapshots(s3, STORE, SRC, cutoff="2026-11-02")
+    assert result.expired == ["2026-11-01"] and result.swept_objects == 1
+
+    versions = s3.list_object_versions(Bucket=STORE)
+    left = [v["Key"] for v in versions.get("Versions", []) + versions.get("DeleteMarkers", [])]
+    assert not [k for k in left if "/2026-11-01/" in k], left
+    assert not [k for k in left if k.startswith(f"data/{SRC}/gone/")], left
+    assert len(left) == len(set(left))  # one version of everything kept, no delete markers
+    restore_snapshot(s3, s3, store_bucket=STORE, source_bucket=SRC, snapshot_id="2026-11-02", target_bucket=TARGET)
+    assert _read_all(s3, TARGET) == {"keep": b"k"}

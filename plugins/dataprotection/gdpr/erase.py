@@ -23,6 +23,7 @@ from dataprotection import manifest as mf
 from dataprotection.config import Plan
 from dataprotection.gdpr.locate import Footprint, VersionRef
 from dataprotection.listing import is_versioned
+from dataprotection.versions import key_versions, purge_noncurrent
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -107,13 +108,7 @@ def erase_stored(store, fp: Footprint) -> int:
 
 
 def _stored_versions(store, bucket: str, locations: list[str]) -> list[dict]:
-    out = []
-    for key in locations:
-        for page in store.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                if item["Key"] == key:
-                    out.append({"Key": key, "VersionId": item["VersionId"]})
-    return out
+    return [v for key in locations for v in key_versions(store, bucket, key)]
 
 
 def redact_manifests(store, fp: Footprint, now: datetime | None = None) -> dict:
@@ -142,6 +137,8 @@ def _rewrite_part(store, bucket: str, source: str, part: str, erased: set[tuple[
         if not removed:
             return 0
         sha = writer.upload(store, bucket, part)
+        # in a versioned store the previous part (with the erased keys' names) would stay as an old version
+        purge_noncurrent(store, bucket, [part])
         done_key = part.removesuffix(".jsonl.gz") + ".json"
         done = mf.read_json(store, bucket, done_key)
         if done is not None:
