@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from dataprotection import protection
 from dataprotection.config import Plan
+from dataprotection.sampling import reservoir
 from dataprotection.snapshot import iter_manifest, latest_snapshot, read_summary
 
 MAX_FAILURES_LISTED = 20
@@ -81,20 +82,6 @@ def replication_config(client, plan: Plan, bucket: str) -> dict:
                   bucket=bucket)
 
 
-def sample_entries(entries, k: int, seed: str) -> list:
-    """A uniform random sample of k entries (reservoir sampling; reproducible for a given seed)."""
-    rng = random.Random(seed)
-    out = []
-    for n, e in enumerate(entries):
-        if n < k:
-            out.append(e)
-        else:
-            j = rng.randrange(n + 1)
-            if j < k:
-                out[j] = e
-    return out
-
-
 def verify_stored_copy(store, store_bucket: str, entry, storage_class: str | None) -> str | None:
     """None if the stored copy matches the manifest entry; else what is wrong (no object data is read)."""
     try:
@@ -135,7 +122,7 @@ def spot_check(store, store_bucket: str, source_buckets: list[str], *, sample: i
         snapshots[bucket] = sid
         entries = iter_manifest(store, store_bucket, bucket, sid)
         k = full_limit if bucket in full else sample
-        for entry in sample_entries(entries, k, f"{seed}:{bucket}:{sid}"):
+        for entry in reservoir(entries, k, random.Random(f"{seed}:{bucket}:{sid}")):
             checked += 1
             problem = verify_stored_copy(store, store_bucket, entry, storage_class)
             if problem:

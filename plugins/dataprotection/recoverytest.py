@@ -35,6 +35,7 @@ from dataprotection.config import Plan
 from dataprotection.copier import CopySpec, CopyTuning, copy_object
 from dataprotection.pointintime import COLD_CLASSES, resolve_pages, version_pages
 from dataprotection.restore import _same_checksum
+from dataprotection.sampling import reservoir as sample
 from dataprotection.snapshot import iter_manifest, latest_snapshot
 from dataprotection.tables import _EXPORT_SETTINGS, META_ROWS, META_SHA256, CsvStats, read_export
 
@@ -58,19 +59,6 @@ def scratch_names(plan: Plan, run_id: str) -> tuple[str, str]:
 
 def rng(run_id: str, *parts: str) -> random.Random:
     return random.Random(hashlib.sha256("\x00".join((run_id, *parts)).encode()).digest())
-
-
-def sample(items: Iterable, n: int, r: random.Random) -> list:
-    """Reservoir sample of `n` items of a stream (deterministic for a seeded `r` and a fixed order)."""
-    out: list = []
-    for i, item in enumerate(items):
-        if i < n:
-            out.append(item)
-        else:
-            j = r.randrange(i + 1)
-            if j < n:
-                out[j] = item
-    return out
 
 
 # --------------------------------------------------------------------------- scratch space

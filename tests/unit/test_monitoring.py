@@ -1,5 +1,6 @@
 """Backup health checks (core) against the moto server, with real snapshots of seeded demo data."""
 
+import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from dataprotection import backup, monitoring
 from dataprotection.manifest import summary_key
 from dataprotection.protection import Enforcer
+from dataprotection.sampling import reservoir
 from dataprotection.snapshot import iter_manifest, read_summary, take_snapshot
 from devstack.seed import seed_all
 
@@ -96,9 +98,9 @@ def test_spot_check_of_archives_uses_head_only(plan, s3, world):
 
 def test_sample_is_random_but_reproducible_and_asset_buckets_are_checked_fully(plan, s3, world):
     items = list(range(1000))
-    a = monitoring.sample_entries(items, 10, "seed-a")
-    assert len(a) == 10 and a == monitoring.sample_entries(items, 10, "seed-a")
-    assert a != monitoring.sample_entries(items, 10, "seed-b") and a != items[:10]
+    a = reservoir(items, 10, random.Random("seed-a"))
+    assert len(a) == 10 and a == reservoir(items, 10, random.Random("seed-a"))
+    assert a != reservoir(items, 10, random.Random("seed-b")) and a != items[:10]
     store, bucket = plan.backup.bucket, plan.bucket_names[0]
     total = read_summary(s3, store, bucket, "2026-12-03")["objects"]
     assert _spot(s3, plan, store, [bucket], plan.backup.storage_class, sample=2)["checked"] == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cached_property
 
 from airflow.sdk import BaseOperator
@@ -11,21 +11,22 @@ from dataprotection.config import Plan, load_plan
 from dataprotection.hooks.s3 import DataProtectionS3Hook
 
 
-def run_day(context) -> date:
-    """The day a run is about: its data interval's end (scheduled), else its logical date / run_after."""
+def run_time(context) -> datetime:
+    """The moment a run is about, in UTC: its data interval's end (scheduled), else its logical date,
+    else when it was triggered. Decisions use this clock, never now(), so a re-run decides the same."""
     for name in ("data_interval_end", "logical_date"):
         value = context.get(name)
         if value is not None:
-            return value.date()
-    return context["dag_run"].run_after.date()
+            return value.astimezone(UTC)
+    return context["dag_run"].run_after.astimezone(UTC)
+
+
+def run_day(context) -> date:
+    return run_time(context).date()
 
 
 def run_time_iso(context) -> str:
-    for name in ("data_interval_end", "logical_date"):
-        value = context.get(name)
-        if value is not None:
-            return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return context["dag_run"].run_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return run_time(context).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class DataProtectionOperator(BaseOperator):

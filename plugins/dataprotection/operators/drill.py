@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from dataprotection import drill, failover
+from dataprotection.operators.base import run_time
 from dataprotection.operators.failover import VerificationFailed, _FailoverClientsMixin
 from dataprotection.reports import write_report
 from dataprotection.s3client import make_client
@@ -120,7 +121,7 @@ class DrillReportOperator(_FailoverClientsMixin):
         results = drill.scenarios(self.plan, outage, integrity, failback)
         sc = failover.scope(self.plan, "drill")
         target = self.plan.targets.get("regional_outage")
-        when = context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
+        when = run_time(context)
         doc = {
             "format": 1, "run_id": context["run_id"], "drill_record": sc.record_name,
             "drill_function": sc.function_name, "primary_region": self.plan.regions.primary,

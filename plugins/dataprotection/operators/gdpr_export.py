@@ -6,7 +6,6 @@ only — never row values or file contents.
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -15,19 +14,10 @@ import psycopg
 from dataprotection.gdpr.export import delete_expired_exports, export_user, report_doc
 from dataprotection.gdpr.footprint import check_request_reference, check_user_id
 from dataprotection.hooks.appdb import AppDatabaseHook
-from dataprotection.operators.base import DataProtectionOperator
+from dataprotection.operators.base import DataProtectionOperator, run_time
 from dataprotection.reports import write_report
 
 REPORT_KIND = "gdpr-export"
-
-
-def run_time(context) -> datetime:
-    """The moment a run is about: its data interval's end, else its logical date / run_after."""
-    for name in ("data_interval_end", "logical_date"):
-        value = context.get(name)
-        if value is not None:
-            return value
-    return context["dag_run"].run_after
 
 
 class GdprExportCheckOperator(DataProtectionOperator):

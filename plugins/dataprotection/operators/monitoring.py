@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from dataprotection import monitoring
 from dataprotection.notifiers import CheckFailed
-from dataprotection.operators.base import DataProtectionOperator
+from dataprotection.operators.base import DataProtectionOperator, run_time
 from dataprotection.reports import write_report
 
 ASSET_PREFIX = "daily_snapshot__"
@@ -18,15 +17,6 @@ ASSET_PREFIX = "daily_snapshot__"
 class HealthCheckFailed(CheckFailed, AirflowFailException):
     """A failed health check: alerts at once, without retries (the next hourly run checks again).
     S3 errors while checking are ordinary exceptions and are retried."""
-
-
-def run_time(context) -> datetime:
-    """The run's time: its data-interval end (scheduled), else its logical date, else run_after."""
-    for name in ("data_interval_end", "logical_date"):
-        value = context.get(name)
-        if value is not None:
-            return value.astimezone(UTC)
-    return context["dag_run"].run_after.astimezone(UTC)
 
 
 def snapshot_asset_name(bucket: str) -> str:
