@@ -9,10 +9,10 @@ import pytest
 from dataprotection import backup, monitoring
 from dataprotection.manifest import summary_key
 from dataprotection.notifiers import alert_message
-from dataprotection.protection import Enforcer
 from dataprotection.reports import report_key
 from dataprotection.snapshot import iter_manifest, read_summary, take_snapshot
 from devstack.seed import seed_all
+from tests.e2e.recovery_world import protected_world
 
 pytestmark = pytest.mark.airflow
 DAY = date(2026, 12, 3)
@@ -47,13 +47,7 @@ def alerts():
 
 @pytest.fixture
 def world(plan, s3, s3_backup, s3_endpoint, boto_session):
-    seed_all(plan, s3, s3_backup, None)
-    iam = boto_session.client("iam", region_name=plan.regions.primary, endpoint_url=s3_endpoint)
-    Enforcer(plan, s3, s3_backup, iam).run(apply=True)
-    for kind in ("daily", "weekly"):
-        for bucket in backup.buckets_for(plan, kind):
-            take_snapshot(s3, s3, backup.snapshot_spec(plan, kind, bucket, backup.snapshot_id(kind, DAY)))
-    return monitoring.taken_at(read_summary(s3, plan.backup.bucket, plan.bucket_names[0], DAY.isoformat()))
+    return protected_world(plan, s3, s3_backup, s3_endpoint, boto_session, DAY)
 
 
 def _report(s3, plan, run_id):

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from dataprotection import failover as fo
 from dataprotection.config import DEFAULT_PLAN_PATH, load_plan
 from dataprotection.reports import report_key
 from devstack.replication import ReplicationEmulator
 from devstack.seed import create_buckets, seed_objects
 from devstack.seed_failover import seed_failover
+from tests.e2e.recovery_world import failover_state
 
 pytestmark = pytest.mark.airflow
 
@@ -37,15 +37,7 @@ def world(s3_endpoint, s3, s3_backup, boto_session):
         seed_objects(plan, s3)
         seed_failover(plan, s3, s3_endpoint)
         ReplicationEmulator(plan, s3_endpoint).run_once()  # replicas up to date before the drill
-        route53 = boto_session.client("route53", region_name="us-east-1", endpoint_url=s3_endpoint)
-        lam = boto_session.client("lambda", region_name=fo.function_region(plan), endpoint_url=s3_endpoint)
-        zone = fo.zone_id(route53, plan.failover.hosted_zone)
-
-        def state():
-            return (route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"],
-                    {n: lam.get_function_configuration(FunctionName=n)["Environment"]
-                     for n in (plan.failover.function_name, plan.drill.function_name)})
-        return state
+        return failover_state(plan, boto_session, s3_endpoint)
     return build
 
 

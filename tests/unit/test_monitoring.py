@@ -7,10 +7,9 @@ import pytest
 
 from dataprotection import backup, monitoring
 from dataprotection.manifest import summary_key
-from dataprotection.protection import Enforcer
 from dataprotection.sampling import reservoir
-from dataprotection.snapshot import iter_manifest, read_summary, take_snapshot
-from devstack.seed import seed_all
+from dataprotection.snapshot import iter_manifest, read_summary
+from tests.e2e.recovery_world import protected_world
 
 DAY = date(2026, 12, 3)
 
@@ -18,15 +17,7 @@ DAY = date(2026, 12, 3)
 @pytest.fixture
 def world(plan, s3, s3_backup, s3_endpoint, boto_session):
     """Seeded buckets, protection applied, a daily snapshot of every bucket and a weekly archive."""
-    seed_all(plan, s3, s3_backup, None)
-    iam = boto_session.client("iam", region_name=plan.regions.primary, endpoint_url=s3_endpoint)
-    Enforcer(plan, s3, s3_backup, iam).run(apply=True)
-    for kind in ("daily", "weekly"):
-        for bucket in backup.buckets_for(plan, kind):
-            spec = backup.snapshot_spec(plan, kind, bucket, backup.snapshot_id(kind, DAY), "2026-12-03T02:00:00Z")
-            take_snapshot(s3, s3, spec)
-    summary = read_summary(s3, plan.backup.bucket, plan.bucket_names[0], DAY.isoformat())
-    return monitoring.taken_at(summary)
+    return protected_world(plan, s3, s3_backup, s3_endpoint, boto_session, DAY)
 
 
 def test_snapshot_freshness(plan, s3, world):
