@@ -10,12 +10,12 @@ deleted is logged (counts and a sample) before anything is deleted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from dataprotection import manifest as mf
 from dataprotection.snapshot import iter_manifest, read_summary, snapshot_ids
+from dataprotection.versions import delete_versions, key_versions, prefix_versions
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -55,8 +55,8 @@ def _delete_snapshot(store, bucket: str, source_bucket: str, snapshot_id: str) -
     """Summary first, so a half-deleted snapshot never looks complete; then the rest, every version of it
     (the store bucket is versioned: a plain delete would keep manifests, which name keys, as old versions)."""
     summary = mf.summary_key(source_bucket, snapshot_id)
-    _delete_versions(store, bucket, [v for v in _versions(store, bucket, summary) if v["Key"] == summary])
-    _delete_versions(store, bucket, list(_versions(store, bucket, mf.snapshot_prefix(source_bucket, snapshot_id))))
+    delete_versions(store, bucket, key_versions(store, bucket, summary))
+    delete_versions(store, bucket, list(prefix_versions(store, bucket, mf.snapshot_prefix(source_bucket, snapshot_id))))
 
 
 def _sweep(store, bucket: str, source_bucket: str, result: RetentionResult, complete: list[str],
@@ -71,7 +71,7 @@ def _sweep(store, bucket: str, source_bucket: str, result: RetentionResult, comp
     # a plain delete would keep the bytes as an old version, out of reach of retention and of erasure
     doomed: list[dict] = []
     keys: set[str] = set()
-    for v in _versions(store, bucket, mf.data_prefix(source_bucket)):
+    for v in prefix_versions(store, bucket, mf.data_prefix(source_bucket)):
         if v["Key"] in referenced or (guard is not None and v["LastModified"] >= guard):
             continue
         doomed.append(v)
@@ -83,7 +83,7 @@ def _sweep(store, bucket: str, source_bucket: str, result: RetentionResult, comp
              "would delete" if dry_run else "deleting", len(keys), len(doomed), result.swept_bytes,
              sorted(keys)[:5])
     if not dry_run:
-        _delete_versions(store, bucket, doomed)
+        delete_versions(store, bucket, doomed)
 
 
 def _unfinished_since(store, bucket: str, source_bucket: str, unfinished: list[str]) -> datetime | None:
@@ -94,19 +94,3 @@ def _unfinished_since(store, bucket: str, source_bucket: str, unfinished: list[s
                 Bucket=bucket, Prefix=mf.snapshot_prefix(source_bucket, sid) + "_started/"):
             starts += [o["LastModified"] for o in page.get("Contents", [])]
     return min(starts) if starts else None
-
-
-def _versions(store, bucket: str, prefix: str) -> Iterator[dict]:
-    """Every version and delete marker under `prefix` (an unversioned bucket lists each object once)."""
-    for page in store.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        yield from page.get("Versions", [])
-        yield from page.get("DeleteMarkers", [])
-
-
-def _delete_versions(store, bucket: str, versions: list[dict]) -> None:
-    for i in range(0, len(versions), BATCH):
-        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions[i:i + BATCH]]
-        response = store.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        errors = response.get("Errors", [])
-        if errors:
-            raise RuntimeError(f"{len(errors)} deletions failed in s3://{bucket}, e.g. {errors[:3]}")

@@ -14,6 +14,7 @@ from dataprotection.operators.base import run_time
 from dataprotection.operators.failover import VerificationFailed, _FailoverClientsMixin
 from dataprotection.reports import write_report
 from dataprotection.s3client import make_client
+from dataprotection.versions import delete_versions, key_versions
 
 REPORT_KIND = "dr-drill"
 
@@ -95,11 +96,7 @@ class DrillFailbackOperator(_FailoverClientsMixin):
         removed = 0
         for c in (self.canaries or {}).get("canaries", []):
             for client, bucket in ((self.primary, c["bucket"]), (self.backup_region, c["replica"])):
-                listing = client.list_object_versions(Bucket=bucket, Prefix=c["key"])
-                for v in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
-                    if v["Key"] == c["key"]:
-                        client.delete_object(Bucket=bucket, Key=c["key"], VersionId=v["VersionId"])
-                        removed += 1
+                removed += delete_versions(client, bucket, key_versions(client, bucket, c["key"]))
         return {**report, "canary_versions_removed": removed}
 
 

@@ -20,6 +20,7 @@ from dataprotection.gdpr.locate import Footprint, locate
 from dataprotection.hooks.appdb import AppDatabaseHook
 from dataprotection.operators.base import DataProtectionOperator
 from dataprotection.operators.gdpr_common import gdpr_secret
+from dataprotection.versions import delete_versions, prefix_versions
 
 log = logging.getLogger(__name__)
 
@@ -214,13 +215,9 @@ class GdprErasureCertificateOperator(_GdprOperator):
     def _remove_named_records(self, run_id: str, reference: str) -> int:
         """The preview and work records name the user's keys: delete every version of them."""
         client, bucket = self.primary, self.plan.compliance_bucket
-        objects = []
-        for prefix in (record.work_prefix(run_id), record.preview_key(reference, run_id)):
-            for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-                objects += [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        for i in range(0, len(objects), erase.BATCH):
-            client.delete_objects(Bucket=bucket, Delete={"Objects": objects[i:i + erase.BATCH], "Quiet": True})
+        objects = [v for prefix in (record.work_prefix(run_id), record.preview_key(reference, run_id))
+                   for v in prefix_versions(client, bucket, prefix)]
+        delete_versions(client, bucket, objects)
         return len(objects)
 
 
