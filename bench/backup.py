@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import resource
 import shutil
@@ -26,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
@@ -52,6 +55,7 @@ class Row:
     full_requests: int | None = None
     unchanged_requests: int | None = None
     copied_ok: bool | None = None
+    server_cpu_s: float | None = None  # moto's CPU time during the full run
     note: str = ""
 
     def rate(self, n: int) -> float | None:
@@ -94,8 +98,13 @@ def _sh(*cmd: str) -> None:
         raise RuntimeError(f"{cmd[0]} failed: {result.stderr[-400:]}")
 
 
-def run_setting(setting: str, url: str, proxy: FaultProxy | None, admin, n: int, peers: dict, rep: int = 0
-                ) -> list[Row]:
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def run_setting(setting: str, url: str, proxy: FaultProxy | None, admin, n: int, peers: dict, rep: int = 0,
+                server: psutil.Process | None = None) -> list[Row]:
     rows = []
     tag = f"{setting[1]}{rep}"
 
@@ -105,7 +114,9 @@ def run_setting(setting: str, url: str, proxy: FaultProxy | None, admin, n: int,
     def measure(row: Row, full, unchanged, dst: str, prefix: str = "") -> Row:
         if proxy:
             proxy.reset_stats()
+        cpu_before = _cpu_seconds(server) if server else None
         row.full_s = _timed(full)
+        row.server_cpu_s = _cpu_seconds(server) - cpu_before if server else None
         row.full_requests = requests()
         if unchanged is not None:
             if proxy:
@@ -224,7 +235,8 @@ def _medians(runs: list[list[Row]]) -> list[Row]:
         same = [run[i] for run in runs]
         merged.append(Row(first.setting, first.tool, _median([r.full_s for r in same]),
                           _median([r.unchanged_s for r in same]), same[-1].full_requests,
-                          same[-1].unchanged_requests, all(r.copied_ok in (None, True) for r in same), first.note))
+                          same[-1].unchanged_requests, all(r.copied_ok in (None, True) for r in same),
+                          _median([r.server_cpu_s for r in same]), first.note))
     return merged
 
 
@@ -232,19 +244,42 @@ def _fmt(v, spec="{:.2f}") -> str:
     return "-" if v is None else spec.format(v)
 
 
+def _ratio(v: float | None) -> str:
+    """A ratio rounded down to 2 decimals, so a bound of 0.90x is never shown as met by 0.898x."""
+    return "-" if v is None else f"{math.floor(v * 100) / 100:.2f}x"
+
+
 def report(rows: list[Row], n: int) -> None:
     print(f"\n{'setting':22} {'tool':26} {'full s':>7} {'obj/s':>7} {'unch. s':>8} {'req full':>9} "
-          f"{'req unch':>9} {'ours/peer obj/s':>16} {'peer/ours unch.':>16}  note")
+          f"{'req unch':>9} {'ours/peer obj/s':>16} {'peer/ours unch.':>16} {'moto ms/obj':>12} "
+          f"{'moto busy':>10}  note")
     for setting in dict.fromkeys(r.setting for r in rows):
         group = [r for r in rows if r.setting == setting]
         ours = group[0]
         for r in group:
             ratio = (ours.rate(n) / r.rate(n)) if r is not ours and r.rate(n) else None
             unch = (r.unchanged_s / ours.unchanged_s) if r is not ours and r.unchanged_s else None
+            per_obj = 1000 * r.server_cpu_s / n if r.server_cpu_s is not None else None
+            busy = r.server_cpu_s / r.full_s if r.server_cpu_s is not None and r.full_s else None
             ok = "" if r.copied_ok in (None, True) else " INCOMPLETE COPY"
             print(f"{setting:22} {r.tool:26} {_fmt(r.full_s):>7} {_fmt(r.rate(n), '{:.0f}'):>7} "
                   f"{_fmt(r.unchanged_s):>8} {_fmt(r.full_requests, '{}'):>9} {_fmt(r.unchanged_requests, '{}'):>9} "
-                  f"{_fmt(ratio, '{:.2f}x'):>16} {_fmt(unch, '{:.2f}x'):>16}  {r.note}{ok}")
+                  f"{_ratio(ratio):>16} {_ratio(unch):>16} {_fmt(per_obj):>12} "
+                  f"{_fmt(busy and 100 * busy, '{:.0f}%'):>10}  {r.note}{ok}")
+        _ceiling(group, n)
+
+
+def _ceiling(group: list[Row], n: int) -> None:
+    """The server's own limit in this run: moto serves every request under one GIL, so at the lowest CPU
+    cost per copied object any tool paid in this setting, no client copies faster than one object per
+    that cost. Printed beside the sequential operator's rate: the best ratio this run could show."""
+    costs = [r.server_cpu_s / n for r in group if r.server_cpu_s]
+    prefix = next((r for r in group if r.tool == "S3CopyPrefixOperator" and r.full_s), None)
+    if not costs or prefix is None:
+        return
+    ceiling = 1 / min(costs)
+    print(f"{'':22} moto's ceiling: {1000 * min(costs):.2f} ms CPU per copied object -> at most {ceiling:.0f} obj/s "
+          f"for any client, {_ratio(ceiling / prefix.rate(n))} S3CopyPrefixOperator's rate")
 
 
 def main() -> None:
@@ -264,6 +299,7 @@ def main() -> None:
     peers = ensure_peers()
     print("peers:", ", ".join(f"{k}={'yes' if v else 'MISSING (skipped)'}" for k, v in peers.items()))
     proc, url = services.start_moto()
+    server = psutil.Process(proc.pid)
     proxy = FaultProxy.start(url)
     try:
         admin = make_client(REGION, endpoint_url=url)
@@ -276,10 +312,10 @@ def main() -> None:
         runs: list[list[Row]] = []
         for rep in range(args.repeat):  # alternate settings and repeat: medians resist this machine's noise
             proxy.configure()
-            rows = run_setting("(a) straight to moto", url, None, admin, args.objects, peers, rep)
+            rows = run_setting("(a) straight to moto", url, None, admin, args.objects, peers, rep, server)
             proxy.configure(latency_ms=args.latency_ms)
             rows += run_setting(f"(b) +{args.latency_ms:.0f} ms latency", proxy.url, proxy, admin, args.objects,
-                                peers, rep)
+                                peers, rep, server)
             runs.append(rows)
         print(f"\nmedians of {args.repeat} runs per tool and setting")
         report(_medians(runs), args.objects)
