@@ -359,6 +359,14 @@ class Plan(_Model):
         return [b.name for b in self.source_buckets]
 
     @property
+    def reserved_user_ids(self) -> frozenset[str]:
+        """Folder names of dataprotection's own objects in source buckets (the failover and drill canaries,
+        e.g. `user-uploads/_dataprotection/...`): never a user's folder, so no GDPR request touches them."""
+        names = [self.failover.canary_name] if self.failover else []
+        names += [self.drill.canary_prefix] if self.drill else []
+        return frozenset(name.split("/", 1)[0] for name in names)
+
+    @property
     def archived_buckets(self) -> list[SourceBucket]:
         return [b for b in self.source_buckets if b.archive]
 

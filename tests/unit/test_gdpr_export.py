@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tracemalloc
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from dataprotection.gdpr.export import (
     report_doc,
     safe_filename,
 )
-from dataprotection.gdpr.footprint import ErasureInputError, check_request_reference, check_user_id
+from dataprotection.gdpr.footprint import ErasureInputError, check_request_reference, check_user_id, prefix_owner
 from devstack.seed import create_buckets
 
 UPLOADS = "matbakh-files-uploads"
@@ -148,6 +149,19 @@ def test_bad_input_is_refused_naming_the_field(plan):
     for bad in ("", "../x", "a b", None):
         with pytest.raises(ErasureInputError, match="^request_reference: "):
             check_request_reference(bad)
+
+
+def test_the_canaries_folder_is_no_user(plan):
+    # the failover and drill canaries live in the uploads bucket's per-user namespace (user-uploads/_dataprotection/)
+    assert plan.failover.canary_name.startswith("_dataprotection/")
+    assert plan.drill.canary_prefix.startswith("_dataprotection/")
+    assert re.fullmatch(plan.gdpr.user_id_pattern, "_dataprotection")  # the pattern alone would accept it
+    with pytest.raises(ErasureInputError, match=r"^user_id: '_dataprotection' is reserved"):
+        check_user_id(plan, "_dataprotection")
+    uploads = plan.gdpr.user_prefixes[0].bucket
+    assert prefix_owner(plan, uploads, "user-uploads/_dataprotection/failover-canary.txt") is None
+    assert prefix_owner(plan, uploads, "user-uploads/u_17/a.txt") == "u_17"
+    assert check_user_id(plan, "_dataprotection2") == "_dataprotection2"
 
 
 # --------------------------------------------------------------------------- the export

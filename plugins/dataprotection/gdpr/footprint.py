@@ -27,6 +27,11 @@ class ErasureInputError(ValueError):
 def check_user_id(plan: Plan, user_id: Any) -> str:
     if not isinstance(user_id, str) or not re.fullmatch(plan.gdpr.user_id_pattern, user_id):
         raise ErasureInputError(f"user_id: {user_id!r} does not match {plan.gdpr.user_id_pattern}")
+    if user_id in plan.reserved_user_ids:
+        raise ErasureInputError(
+            f"user_id: {user_id!r} is reserved for dataprotection's own canary objects "
+            "(failover.canary_name, drill.canary_prefix), not a user"
+        )
     return user_id
 
 
@@ -114,7 +119,12 @@ def user_prefixes(plan: Plan, user_id: str) -> list[tuple[str, str]]:
 
 
 def prefix_owner(plan: Plan, bucket: str, key: str) -> str | None:
-    """The user id whose per-user folder holds `key` in `bucket`, if any."""
+    """The user id whose per-user folder holds `key` in `bucket`, if any (never a reserved name)."""
+    owner = _folder_owner(plan, bucket, key)
+    return None if owner in plan.reserved_user_ids else owner
+
+
+def _folder_owner(plan: Plan, bucket: str, key: str) -> str | None:
     for p in plan.gdpr.user_prefixes:
         if p.bucket != bucket:
             continue
