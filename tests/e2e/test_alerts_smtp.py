@@ -4,28 +4,26 @@ provider (a real SMTP server on 127.0.0.1) naming the DAG, the task, the check a
 import email
 import json
 import socket
-import threading
 
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
 
 from dataprotection.config import DEFAULT_PLAN_PATH
 from devstack.seed import create_buckets
 
-# the stdlib SMTP server (Python <= 3.11, the version the project pins); gone from 3.12 on
-asyncore = pytest.importorskip("asyncore")
-smtpd = pytest.importorskip("smtpd")
-
 pytestmark = pytest.mark.airflow
 
 
-class _Inbox(smtpd.SMTPServer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+class _Inbox:
+    """aiosmtpd handler keeping every message received: (recipients, parsed message)."""
+
+    def __init__(self) -> None:
         self.messages = []
 
-    def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
-        self.messages.append((rcpttos, email.message_from_bytes(data)))
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.original_content)))
+        return "250 OK"
 
 
 @pytest.fixture
@@ -33,9 +31,9 @@ def inbox(monkeypatch, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = _Inbox(("127.0.0.1", port), None, decode_data=False)
-    thread = threading.Thread(target=asyncore.loop, kwargs={"timeout": 0.1}, daemon=True)
-    thread.start()
+    handler = _Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
     plan = yaml.safe_load(DEFAULT_PLAN_PATH.read_text())
     plan["alerts"] = {"notifier": "smtp", "smtp_conn_id": "smtp_alerts", "to": ["oncall@example.org"]}
     path = tmp_path / "plan.yaml"
@@ -45,9 +43,8 @@ def inbox(monkeypatch, tmp_path):
         "conn_type": "smtp", "host": "127.0.0.1", "port": port,
         "extra": {"from_email": "dataprotection@example.org", "disable_ssl": True, "disable_tls": True,
                   "timeout": 10, "retry_limit": 1}}))
-    yield server
-    server.close()
-    thread.join(5)
+    yield handler
+    controller.stop()
 
 
 def test_failed_check_sends_an_email_naming_check_and_value(run_dag, s3, s3_backup, plan, inbox):
