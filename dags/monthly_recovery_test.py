@@ -7,12 +7,14 @@ from airflow.sdk import dag
 from dataprotection.config import load_plan
 from dataprotection.defaults import START_DATE, default_args
 from dataprotection.operators.recoverytest import (
+    RecoveryArchiveRequestOperator,
     RecoveryScenarioOperator,
     RecoveryScratchCreateOperator,
     RecoveryScratchRemoveOperator,
     RecoveryTestReportOperator,
 )
 from dataprotection.recoverytest import SCENARIOS
+from dataprotection.sensors.glacier import S3GlacierRestoreSensor
 
 PLAN = load_plan()
 RT = PLAN.recovery_test
@@ -28,7 +30,9 @@ by a teardown task, also when the test fails:
   `s3://{PLAN.backup.bucket}`, SHA-256 compared with the manifest;
 - `point_in_time` — {RT.sample_size} keys per bucket as of a random instant in the last
   {RT.versions_lookback_days} days, from bucket versions, size and ETag compared;
-- `archive_object` — one object of the latest weekly archive through the Glacier restore path;
+- `archive_object` — one object of the latest weekly archive through the Glacier restore path: its restore is
+  requested (`archive_restore_request`), waited for in the triggerer (`archive_restore_wait`, deferrable, at
+  most {RT.archive_restore_wait_minutes} minutes), then copied and compared;
 - `table_export` — the latest export of every plan table loaded into the scratch schema, row count and
   SHA-256 (re-exported) compared with the export's recorded rows and sha256.
 
@@ -51,7 +55,16 @@ the run.
 )
 def monthly_recovery_test():
     create = RecoveryScratchCreateOperator(task_id="create_scratch")
-    scenarios = [RecoveryScenarioOperator(task_id=name, scenario=name) for name in SCENARIOS]
+    request = RecoveryArchiveRequestOperator(task_id="archive_restore_request")
+    wait = S3GlacierRestoreSensor(
+        task_id="archive_restore_wait", bucket=PLAN.archive.bucket,
+        keys="{{ ti.xcom_pull(task_ids='archive_restore_request')['location'] }}",
+        poll_interval=PLAN.archive.restore_poll_seconds, timeout=RT.archive_restore_wait_minutes * 60,
+    )
+    scenarios = [RecoveryScenarioOperator(task_id=name, scenario=name,
+                                          archive_pick=request.output if name == "archive_object" else None)
+                 for name in SCENARIOS]
+    create >> request >> wait >> scenarios[SCENARIOS.index("archive_object")]
     report = RecoveryTestReportOperator(task_id="write_report", scenario_task_ids={n: n for n in SCENARIOS},
                                         trigger_rule="all_done")
     remove = RecoveryScratchRemoveOperator(task_id="remove_scratch").as_teardown(setups=create)

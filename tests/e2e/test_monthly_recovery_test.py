@@ -57,6 +57,8 @@ def test_passes_on_healthy_data_and_leaves_no_scratch(dag, run_dag, plan, s3, s3
     run = run_dag(dag)
     assert run.state == "success", run.failed()
     assert run.tasks["remove_scratch"] == "success"
+    # the archive scenario's restore is requested, then waited for by the (deferrable) restore sensor
+    assert run.tasks["archive_restore_request"] == run.tasks["archive_restore_wait"] == "success"
     _scratch_gone(s3, app_db, plan, run.run_id)
     report = _report(s3, plan, run.run_id)
     assert report["passed"] is True

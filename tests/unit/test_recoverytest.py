@@ -51,7 +51,9 @@ def test_scenarios_pass_on_healthy_data(plan, s3, world):
     pit = rt.point_in_time(s3, plan, RUN, scratch["bucket"], datetime.now(UTC))
     assert pit["mismatches"] == [] and pit["objects"] > 0
 
-    arc = rt.archive_object(s3, plan, RUN, scratch["bucket"], sleep=lambda s: None)
+    pick = rt.archive_request(s3, plan, RUN)
+    assert pick == {**rt.archive_request(s3, plan, RUN), "requested_at": pick["requested_at"]}  # seeded pick
+    arc = rt.archive_verify(s3, plan, pick, scratch["bucket"])
     assert arc["mismatches"] == [] and arc["objects"] == 1
     assert s3.list_objects_v2(Bucket=scratch["bucket"], Prefix="archive/")["KeyCount"] == 1
 
@@ -62,6 +64,16 @@ def test_scenarios_pass_on_healthy_data(plan, s3, world):
     results = rt.evaluate(plan, {"snapshot_sample": snap, "point_in_time": pit, "archive_object": arc,
                                  "table_export": tab})
     assert all(r["passed"] for r in results) and rt.first_problem(results) is None
+
+
+def test_archive_verify_refuses_an_object_not_restored(plan, s3, world):
+    _, scratch, _ = world
+    pick = rt.archive_request(s3, plan, RUN)
+    cold = "archive-test/not-restored.bin"
+    s3.put_object(Bucket=plan.archive.bucket, Key=cold, Body=b"x" * pick["size"], StorageClass="DEEP_ARCHIVE")
+    with pytest.raises(rt.ScenarioError, match="not-restored.bin is not restored"):
+        rt.archive_verify(s3, plan, {**pick, "location": cold}, scratch["bucket"])
+    assert s3.list_objects_v2(Bucket=scratch["bucket"], Prefix="archive/")["KeyCount"] == 0
 
 
 def test_a_corrupted_stored_copy_is_named(plan, s3, world):

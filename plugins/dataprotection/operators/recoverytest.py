@@ -44,14 +44,33 @@ class RecoveryScratchRemoveOperator(_RecoveryTestOperator):
         return out
 
 
-class RecoveryScenarioOperator(_RecoveryTestOperator):
-    """Runs one scenario (snapshot_sample, point_in_time, archive_object, table_export) into the scratch space."""
+class RecoveryArchiveRequestOperator(_RecoveryTestOperator):
+    """First step of the archive_object scenario: picks the archived object and requests its restore.
+    Returns the pick (bucket, snapshot, key, stored location, size, checksum, request time)."""
 
-    def __init__(self, *, scenario: str, **kwargs) -> None:
+    def execute(self, context) -> dict:
+        try:
+            return rt.archive_request(self.primary, self.plan, context["run_id"])
+        except rt.ScenarioError as exc:  # no archive yet: retrying would not help
+            raise AirflowFailException(str(exc)) from None
+
+
+class RecoveryScenarioOperator(_RecoveryTestOperator):
+    """Runs one scenario (snapshot_sample, point_in_time, archive_object, table_export) into the scratch space.
+    `archive_object` verifies the restore requested by RecoveryArchiveRequestOperator: pass its output as
+    `archive_pick`, and wait for the restore (S3GlacierRestoreSensor) in between."""
+
+    template_fields = ("archive_pick",)
+
+    def __init__(self, *, scenario: str, archive_pick: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         if scenario not in rt.SCENARIOS:
             raise ValueError(f"scenario: {scenario!r} is not allowed; expected one of {', '.join(rt.SCENARIOS)}")
+        if (scenario == "archive_object") != (archive_pick is not None):
+            raise ValueError("archive_pick: required for the archive_object scenario (the restore request's "
+                             "output), and only for it")
         self.scenario = scenario
+        self.archive_pick = archive_pick
 
     def execute(self, context) -> dict:
         try:
@@ -69,7 +88,7 @@ class RecoveryScenarioOperator(_RecoveryTestOperator):
             # after a scheduled run's data interval still counts
             result = rt.point_in_time(self.primary, self.plan, run_id, bucket, context["dag_run"].run_after)
         elif self.scenario == "archive_object":
-            result = rt.archive_object(self.primary, self.plan, run_id, bucket)
+            result = rt.archive_verify(self.primary, self.plan, self.archive_pick, bucket)
         else:
             with self.connect() as conn:
                 result = rt.table_export(self.primary, conn, self.plan, schema)
