@@ -100,7 +100,7 @@ def _sh(*cmd: str) -> None:
 
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
+    return times.user + times.system
 
 
 def run_setting(setting: str, url: str, proxy: FaultProxy | None, admin, n: int, peers: dict, rep: int = 0,

@@ -61,14 +61,14 @@ def monthly_recovery_test():
         keys="{{ ti.xcom_pull(task_ids='archive_restore_request')['location'] }}",
         poll_interval=PLAN.archive.restore_poll_seconds, timeout=RT.archive_restore_wait_minutes * 60,
     )
-    scenarios = [RecoveryScenarioOperator(task_id=name, scenario=name,
-                                          archive_pick=request.output if name == "archive_object" else None)
-                 for name in SCENARIOS]
-    create >> request >> wait >> scenarios[SCENARIOS.index("archive_object")]
+    scenarios = {name: RecoveryScenarioOperator(task_id=name, scenario=name,
+                                                archive_pick=request.output if name == "archive_object" else None)
+                 for name in SCENARIOS}
+    create >> request >> wait >> scenarios["archive_object"]
     report = RecoveryTestReportOperator(task_id="write_report", scenario_task_ids={n: n for n in SCENARIOS},
                                         trigger_rule="all_done")
     remove = RecoveryScratchRemoveOperator(task_id="remove_scratch").as_teardown(setups=create)
-    create >> scenarios >> report >> remove
+    create >> list(scenarios.values()) >> report >> remove
 
 
 dag = monthly_recovery_test()

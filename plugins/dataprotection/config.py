@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -358,7 +358,7 @@ class Plan(_Model):
     def bucket_names(self) -> list[str]:
         return [b.name for b in self.source_buckets]
 
-    @property
+    @cached_property  # read once per manifest entry when an erasure scans the snapshots
     def reserved_user_ids(self) -> frozenset[str]:
         """Folder names of dataprotection's own objects in source buckets (the failover and drill canaries,
         e.g. `user-uploads/_dataprotection/...`): never a user's folder, so no GDPR request touches them."""

@@ -18,7 +18,6 @@ from dataprotection.snapshot import iter_manifest, read_summary, snapshot_ids
 from dataprotection.versions import delete_versions, key_versions, prefix_versions
 
 log = logging.getLogger(__name__)
-BATCH = 1000
 
 
 @dataclass
@@ -56,7 +55,7 @@ def _delete_snapshot(store, bucket: str, source_bucket: str, snapshot_id: str) -
     (the store bucket is versioned: a plain delete would keep manifests, which name keys, as old versions)."""
     summary = mf.summary_key(source_bucket, snapshot_id)
     delete_versions(store, bucket, key_versions(store, bucket, summary))
-    delete_versions(store, bucket, list(prefix_versions(store, bucket, mf.snapshot_prefix(source_bucket, snapshot_id))))
+    delete_versions(store, bucket, prefix_versions(store, bucket, mf.snapshot_prefix(source_bucket, snapshot_id)))
 
 
 def _sweep(store, bucket: str, source_bucket: str, result: RetentionResult, complete: list[str],
